@@ -1,0 +1,334 @@
+"""etcd backend (etcd-sdk-python): a session is a lease kept alive by a thread;
+contenders are keys attached to it, ordered by create revision.
+
+Layout: recipe ``kind``/``name`` lives under the prefix ``/NAMESPACE/KIND/NAME/``
+(the name percent-encoded, so the prefix of ``a`` never contains the keys of ``ab`` or
+``a/b``); a lock contender is ``PREFIX/LEASE_ID_HEX``, the layout of etcd's
+``concurrency.Mutex`` (and ``etcdctl lock``) so that both exclude each other. The
+create revision of our key is the fencing token.
+
+Session handling lives here only: a keepalive answered with TTL 0 or "lease not found"
+means the lease is gone; while keepalives fail, the lease is presumed lost once its TTL
+has passed since the last keepalive that the server confirmed (counted from when that
+keepalive was *sent*, so we never outlive the server's view).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import grpc
+import pyetcd
+from pyetcd import etcdrpc
+from pyetcd import exceptions as etcd_errors
+from pyetcd.utils import prefix_range_end
+from tenacity import RetryError, Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
+from ..config import Config
+from ..errors import BackendUnavailable, CoordinationError, InvalidArgument, SessionLost
+from ..session import Session, SessionState
+from .base import Backend, Blocker, Contender
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: etcd's default --max-request-bytes is 1.5 MiB; keep a margin for keys and the txn.
+MAX_DATA = 1024 * 1024
+#: One RPC may take this long before we fail over to another endpoint.
+RPC_TIMEOUT = 2.0
+_TRANSIENT = (
+    etcd_errors.ConnectionFailedError,
+    etcd_errors.ConnectionTimeoutError,
+    etcd_errors.NoServerAvailableError,
+    etcd_errors.InternalServerError,
+    etcd_errors.WatchTimedOut,
+)
+
+
+class LeaseGone(Exception):
+    """Internal: the server says our lease does not exist any more."""
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, _TRANSIENT)
+
+
+class EtcdBackend(Backend):
+    name = "etcd"
+    one_entry_per_session = True
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self._guard = threading.RLock()
+        endpoints = []
+        for endpoint in config.endpoints:
+            host, port = endpoint.rsplit(":", 1)
+            endpoints.append(pyetcd.Endpoint(host, int(port), secure=False, time_retry=0.5))
+        self._client = pyetcd.MultiEndpointEtcd3Client(
+            endpoints=endpoints, timeout=min(RPC_TIMEOUT, config.request_timeout), failover=True
+        )
+        self._ttl = max(1, math.ceil(config.session_ttl))
+        self._wake_keepalive = threading.Event()
+        try:
+            self._session = self._grant(config.connect_timeout)
+        except BackendUnavailable:
+            self._client.close()
+            raise
+        self._keepalive = threading.Thread(
+            target=self._keepalive_loop, name="coordination-etcd-keepalive", daemon=True
+        )
+        self._keepalive.start()
+
+    # --- the one place for retries and error translation -------------------------------
+
+    def _call(
+        self, session: Session | None, fn: Callable[..., T], *args: Any,
+        timeout: float | None = None, **kw: Any,
+    ) -> T:
+        """Run ``fn`` with failover retries until the request timeout.
+
+        If ``session`` is given and its lease is gone, ``SessionLost`` is raised.
+        """
+        self._check_open()
+        if session is not None:
+            session.check()
+        retrying = Retrying(
+            stop=stop_after_delay(self.config.request_timeout if timeout is None else timeout),
+            wait=wait_exponential(multiplier=0.02, max=0.5),
+            retry=retry_if_exception(_is_transient),
+            reraise=False,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    self._check_open()
+                    return self._translate(fn, *args, **kw)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise BackendUnavailable(
+                f"etcd did not answer within the request timeout ({type(last).__name__}: {last})"
+            ) from None
+        except LeaseGone:
+            if session is not None:
+                self._notify(session, SessionState.LOST)
+            raise SessionLost("etcd lease not found") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _translate(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        try:
+            return fn(*args, **kw)
+        except grpc.RpcError as exc:
+            code, details = exc.code(), exc.details() or ""
+            if code == grpc.StatusCode.NOT_FOUND and "lease" in details:
+                raise LeaseGone() from None
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                        grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
+                        grpc.StatusCode.CANCELLED):
+                try:
+                    self._client._manage_grpc_errors(exc)  # marks the endpoint failed
+                except Exception as translated:
+                    raise etcd_errors.ConnectionFailedError() from translated
+            if code == grpc.StatusCode.INVALID_ARGUMENT or "too large" in details:
+                raise InvalidArgument(f"etcd rejected the request: {details}") from None
+            raise CoordinationError(f"etcd error {code.name}: {details}") from None
+        except (ValueError, TypeError) as exc:  # protobuf field errors
+            raise InvalidArgument(f"bad etcd request: {exc}") from None
+
+    def _rpc(self, stub: str, method: str, request: Any, timeout: float | None = None) -> Any:
+        """One raw gRPC call on the current endpoint (for requests pyetcd cannot build)."""
+        call = getattr(getattr(self._client, stub), method)
+        return call(
+            request, timeout or self._client.timeout,
+            credentials=self._client.call_credentials, metadata=self._client.metadata,
+        )
+
+    def txn(self, session: Session | None, request: etcdrpc.TxnRequest) -> Any:
+        return self._call(session, self._rpc, "kvstub", "Txn", request)
+
+    def range(self, session: Session | None, request: etcdrpc.RangeRequest) -> Any:
+        return self._call(session, self._rpc, "kvstub", "Range", request)
+
+    # --- sessions (leases) -------------------------------------------------------------
+
+    def _grant(self, timeout: float) -> Session:
+        lease = self._call(None, self._client.lease, self._ttl, timeout=timeout)
+        session = Session(lease.id, float(lease.ttl))
+        session.deadline = time.monotonic() + lease.ttl - 0.1
+        return session
+
+    def session(self) -> Session:
+        self._check_open()
+        with self._guard:
+            if not self._session.alive:
+                self._notify(self._session, SessionState.LOST)
+                self._session = self._grant(self.config.request_timeout)
+                self._wake_keepalive.set()
+            return self._session
+
+    def _keepalive_loop(self) -> None:
+        while not self.closed:
+            with self._guard:
+                session = self._session
+            if session.alive:
+                self._keep_alive_once(session)
+            self._wake_keepalive.wait(max(0.05, session.ttl / 3.0 if session.alive else 0.5))
+            self._wake_keepalive.clear()
+
+    def _keep_alive_once(self, session: Session) -> None:
+        sent = time.monotonic()
+        try:
+            responses = list(
+                self._translate(self._client.refresh_lease, session.id)
+            )
+            ttl = responses[0].TTL if responses else 0
+        except LeaseGone:
+            ttl = 0
+        except Exception as exc:  # transient: the deadline decides
+            log.debug("etcd keepalive failed: %s", exc)
+            if session.alive:
+                self._notify(session, SessionState.SUSPENDED)
+            elif not session.lost.is_set():
+                self._notify(session, SessionState.LOST)
+            return
+        if ttl <= 0:  # TTL 0 is how etcd says the lease is gone; it raises no error
+            self._notify(session, SessionState.LOST)
+            return
+        session.deadline = sent + ttl - 0.1
+        if session.state == SessionState.SUSPENDED:
+            self._notify(session, SessionState.CONNECTED)
+            threading.Thread(target=self.sweep_orphans, daemon=True).start()
+
+    def close(self) -> None:
+        with self._guard:
+            if self.closed:
+                return
+            session = self._session
+            if session.alive:
+                try:  # deletes our keys at once instead of after the TTL
+                    self._call(None, self._client.revoke_lease, session.id, timeout=2.0)
+                except CoordinationError:
+                    pass
+            self.closed = True
+        self._wake_keepalive.set()
+        session.set_state(SessionState.CLOSED)
+        self._client.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "endpoints": self.config.endpoints,
+                "session": self._session}
+
+    # --- paths -------------------------------------------------------------------------
+
+    def recipe_path(self, kind: str, name: str) -> str:
+        return f"/{self.config.namespace}/{kind}/{quote(name, safe='')}/"
+
+    def raw_path(self, path: str) -> str:
+        return path + "/"  # etcd's Mutex uses NAME + "/" as its prefix
+
+    # --- the ordered contender queue ---------------------------------------------------
+
+    def enqueue(self, path: str, data: bytes) -> tuple[Contender, bool | None]:
+        """One transaction, like etcd's Mutex.tryAcquire: create our key if missing (a
+        retry after a lost reply finds it instead) and read the first contender."""
+        session = self.session()
+        key = f"{path}{session.id:x}".encode()
+        first = _range_first(path)
+        reply = self.txn(session, etcdrpc.TxnRequest(
+            compare=[_created(key, 0)],
+            success=[
+                etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(
+                    key=key, value=data, lease=session.id)),
+                etcdrpc.RequestOp(request_range=first),
+            ],
+            failure=[
+                etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=key)),
+                etcdrpc.RequestOp(request_range=first),
+            ],
+        ))
+        if reply.succeeded:
+            token = reply.header.revision
+        else:  # our key is there already: a lost reply, or a removal still pending
+            token = reply.responses[0].response_range.kvs[0].create_revision
+            self.adopt(key.decode())
+        owner = reply.responses[1].response_range.kvs
+        is_first = bool(owner) and owner[0].create_revision == token
+        return Contender(path, key.decode(), token, session), is_first
+
+    def predecessor(self, me: Contender) -> Blocker | None:
+        """The last key created before ours (a ranged read with a limit of one), read
+        in a transaction that also proves our own key is still there."""
+        key = me.key.encode()
+        reply = self.txn(me.session, etcdrpc.TxnRequest(
+            compare=[_created(key, me.token)],
+            success=[etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(
+                key=me.path.encode(), range_end=prefix_range_end(me.path.encode()),
+                sort_target=etcdrpc.RangeRequest.CREATE,
+                sort_order=etcdrpc.RangeRequest.DESCEND,
+                max_create_revision=me.token - 1, limit=1, keys_only=True,
+            ))],
+        ))
+        if not reply.succeeded:
+            raise SessionLost(f"our contender key {me.key} is gone")
+        kvs = reply.responses[0].response_range.kvs
+        if not kvs:
+            return None
+        return Blocker(kvs[0].key.decode(), reply.header.revision)
+
+    def wait_deleted(self, blocker: Blocker, me: Contender, timeout: float | None) -> bool:
+        woken = threading.Event()
+        me.session.add_waker(woken)
+        watch_id = None
+        try:
+            watch_id = self._call(
+                me.session, self._client.add_watch_callback, blocker.key.encode(),
+                lambda _response: woken.set(), start_revision=blocker.revision + 1,
+            )
+            # A watch stream to a paused server stays silent: re-check once a TTL.
+            limit = me.session.ttl if timeout is None else min(timeout, me.session.ttl)
+            if woken.wait(limit):
+                return True
+            return timeout is None or timeout > me.session.ttl
+        finally:
+            me.session.remove_waker(woken)
+            if watch_id is not None:
+                try:
+                    self._client.cancel_watch(watch_id)
+                except Exception:  # the stream may already be gone
+                    pass
+
+    def _delete_entry(self, me: Contender) -> None:
+        # Compare the create revision: a retried release never deletes a newer key.
+        key = me.key.encode()
+        self.txn(me.session, etcdrpc.TxnRequest(
+            compare=[_created(key, me.token)],
+            success=[etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(key=key))],
+        ))
+
+    def contenders(self, path: str) -> list[tuple[str, bytes, int, int]]:
+        """``(key, value, create_revision, lease)`` under ``path``, oldest first."""
+        reply = self.range(None, etcdrpc.RangeRequest(
+            key=path.encode(), range_end=prefix_range_end(path.encode()),
+            sort_target=etcdrpc.RangeRequest.CREATE, sort_order=etcdrpc.RangeRequest.ASCEND,
+        ))
+        return [(kv.key.decode(), kv.value, kv.create_revision, kv.lease) for kv in reply.kvs]
+
+
+def _created(key: bytes, revision: int) -> etcdrpc.Compare:
+    return etcdrpc.Compare(
+        key=key, target=etcdrpc.Compare.CREATE, result=etcdrpc.Compare.EQUAL,
+        create_revision=revision,
+    )
+
+
+def _range_first(path: str) -> etcdrpc.RangeRequest:
+    return etcdrpc.RangeRequest(
+        key=path.encode(), range_end=prefix_range_end(path.encode()),
+        sort_target=etcdrpc.RangeRequest.CREATE, sort_order=etcdrpc.RangeRequest.ASCEND,
+        limit=1, keys_only=True,
+    )

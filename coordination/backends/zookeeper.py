@@ -1,0 +1,370 @@
+"""ZooKeeper backend (kazoo): sessions, and contenders as ephemeral sequential znodes.
+
+Layout: recipe ``kind``/``name`` lives at ``/NAMESPACE/KIND/NAME``; a lock contender is
+``UUID__lock__SEQUENCE`` under it, the node naming of kazoo's ``Lock`` so that both
+exclude each other. The sequence number is the fencing token.
+
+Session handling lives here only. kazoo stays SUSPENDED for a whole partition and
+hears of expiry on reconnect only, so we declare the session lost by a local monotonic
+deadline: kazoo notices a dead link at most 2/3 of the session timeout after the last
+reply, so a session SUSPENDED for 1/3 of the timeout may already be expiring on the
+server. The lost session's client is then closed and a new one opened.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import (
+    ConnectionClosedError,
+    KazooException,
+    NoNodeError,
+    NotEmptyError,
+    SessionExpiredError,
+)
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.protocol.states import KazooState
+from kazoo.retry import KazooRetry, RetryFailedError
+
+from ..config import Config
+from ..errors import BackendUnavailable, ClientClosed, CoordinationError, SessionLost
+from ..session import Session, SessionState
+from .base import Backend, Blocker, Contender
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Node names of foreign lock contenders we honour: kazoo Lock/ReadLock (``__lock__``,
+#: ``__rlock__``), Curator InterProcessMutex (``-lock-``) and its read/write lock.
+CONTENDER_RE = re.compile(r"(?:__lock__|__rlock__|-lock-|__READ__|__WRIT__)(-?\d{10})$")
+NODE_STYLES = {"kazoo": "{uuid}__lock__", "curator": "_c_{uuid}-lock-"}
+#: ZooKeeper's default jute.maxbuffer is 1 MiB; keep a margin for the path and header.
+MAX_DATA = 1024 * 1024 - 64 * 1024
+
+
+class _NegotiatedTimeout(logging.Filter):
+    """kazoo logs, but does not expose, the session timeout the server negotiated."""
+
+    pattern = re.compile(r"negotiated session timeout: (\d+)")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_session: dict[int, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.DEBUG and record.args:
+            match = self.pattern.search(record.getMessage())
+            if match and isinstance(record.args, tuple):
+                self.by_session[record.args[0]] = int(match.group(1)) / 1000.0
+            return False
+        return True
+
+
+_negotiated = _NegotiatedTimeout()
+_conn_logger = logging.getLogger("kazoo.protocol.connection")
+_conn_logger.addFilter(_negotiated)
+if _conn_logger.level == logging.NOTSET or _conn_logger.level > 5:
+    _conn_logger.setLevel(5)  # the filter drops the BLATHER records it reads
+
+
+class ZooKeeperBackend(Backend):
+    name = "zookeeper"
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self._guard = threading.RLock()
+        self._assured: set[str] = set()
+        self._loss_timer: threading.Timer | None = None
+        self._discarded = False  # the current client was closed after a presumed loss
+        self._replace_guard = threading.Lock()
+        self._client: KazooClient | None = None
+        self._client = self._open_client(config.connect_timeout)
+        self._session = self._new_session(self._client)
+
+    # --- client and session lifecycle --------------------------------------------------
+
+    def _open_client(self, timeout: float) -> KazooClient:
+        client = KazooClient(
+            hosts=",".join(self.config.endpoints),
+            timeout=self.config.session_ttl,
+            connection_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=0.5),
+        )
+        client.add_listener(lambda state: self._on_state(client, state))
+        try:
+            client.start(timeout=timeout)
+        except (KazooTimeoutError, KazooException) as exc:
+            _discard(client)
+            raise BackendUnavailable(
+                f"no ZooKeeper server of {self.config.endpoints} answered within {timeout:g}s"
+            ) from exc
+        return client
+
+    def _new_session(self, client: KazooClient) -> Session:
+        session_id = client.client_id[0] if client.client_id else 0
+        ttl = _negotiated.by_session.pop(session_id, self.config.session_ttl)
+        return Session(session_id, ttl)
+
+    def _on_state(self, client: KazooClient, state: str) -> None:
+        """kazoo's listener: runs in its connection thread, so it must not block."""
+        with self._guard:
+            if client is not self._client:
+                return
+            session = self._session
+            if state == KazooState.SUSPENDED:
+                session.deadline = time.monotonic() + max(0.0, session.ttl / 3.0 - 0.05)
+                self._notify(session, SessionState.SUSPENDED)
+                self._start_loss_timer(client, session)
+            elif state == KazooState.LOST:
+                self._cancel_loss_timer()
+                self._notify(session, SessionState.LOST)
+            elif state == KazooState.CONNECTED:
+                self._cancel_loss_timer()
+                if session.alive and client.client_id and client.client_id[0] == session.id:
+                    session.deadline = None
+                    self._notify(session, SessionState.CONNECTED)
+                    threading.Thread(target=self.sweep_orphans, daemon=True).start()
+
+    def _start_loss_timer(self, client: KazooClient, session: Session) -> None:
+        self._cancel_loss_timer()
+        delay = max(0.0, (session.deadline or 0.0) - time.monotonic())
+        timer = threading.Timer(delay, self._declare_lost, args=(client, session))
+        timer.daemon = True
+        self._loss_timer = timer
+        timer.start()
+
+    def _cancel_loss_timer(self) -> None:
+        if self._loss_timer is not None:
+            self._loss_timer.cancel()
+            self._loss_timer = None
+
+    def _declare_lost(self, client: KazooClient, session: Session) -> None:
+        with self._guard:
+            if client is not self._client or session.state != SessionState.SUSPENDED:
+                return
+            log.warning("ZooKeeper session %#x presumed lost (suspended too long)", session.id)
+            self._notify(session, SessionState.LOST)
+            self._discarded = True
+        # Close the old session for good: if it came back, its ephemeral nodes would
+        # outlive what we told the recipes.
+        threading.Thread(target=_discard, args=(client,), daemon=True).start()
+
+    def session(self) -> Session:
+        self._check_open()
+        deadline = time.monotonic() + self.config.request_timeout
+        while True:
+            with self._guard:
+                client = self._client
+                if self._session.alive:
+                    return self._session
+                client_id = client.client_id if client.connected else None
+                if client_id and client_id[0] != self._session.id and not self._discarded:
+                    # kazoo reconnected with a new session after an expiry
+                    self._session = self._new_session(client)
+                    return self._session
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BackendUnavailable("no new ZooKeeper session within the request timeout")
+            if self._discarded:
+                with self._replace_guard:
+                    if self._discarded:
+                        self._replace_client(remaining)
+            else:
+                time.sleep(0.02)
+
+    def _replace_client(self, timeout: float) -> None:
+        """After a locally declared loss the old client is discarded: open a new one."""
+        new = self._open_client(min(timeout, self.config.connect_timeout))
+        with self._guard:
+            if self.closed:
+                _discard(new)
+                self._check_open()
+            self._client = new
+            self._session = self._new_session(new)
+            self._discarded = False
+
+    def close(self) -> None:
+        with self._guard:
+            if self.closed:
+                return
+            self.closed = True
+            self._cancel_loss_timer()
+            session, client = self._session, self._client
+        _discard(client)
+        session.set_state(SessionState.CLOSED)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "hosts": self.config.endpoints, "session": self._session}
+
+    # --- the one place for retries and error translation -------------------------------
+
+    def _call(self, session: Session | None, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """Run ``fn`` with retries on connection loss until the request timeout.
+
+        If ``session`` is given, the call must run in that session generation: once
+        it is lost, ``SessionLost`` is raised instead of acting in a newer session.
+        """
+        self._check_open()
+
+        def attempt() -> T:
+            if session is not None:
+                session.check()
+                client_id = self._client.client_id
+                if client_id is not None and client_id[0] != session.id:
+                    raise SessionLost(f"session {session.id:#x} is gone")
+            return fn(*args, **kw)
+
+        retry = KazooRetry(
+            max_tries=-1, delay=0.02, max_delay=0.5, deadline=self.config.request_timeout,
+            ignore_expire=False,
+        )
+        try:
+            return retry(attempt)
+        except (NoNodeError, NotEmptyError, SessionLost):
+            raise
+        except RetryFailedError:
+            raise BackendUnavailable(
+                f"ZooKeeper did not answer within {self.config.request_timeout:g}s"
+            ) from None
+        except SessionExpiredError:
+            if session is not None:
+                self._notify(session, SessionState.LOST)
+            raise SessionLost("ZooKeeper session expired") from None
+        except ConnectionClosedError:
+            if self.closed:
+                raise ClientClosed("the coordinator is closed") from None
+            raise SessionLost("ZooKeeper connection closed") from None
+        except KazooException as exc:
+            raise CoordinationError(f"ZooKeeper error: {type(exc).__name__}: {exc}") from None
+
+    @property
+    def client(self) -> KazooClient:
+        return self._client
+
+    # --- paths -------------------------------------------------------------------------
+
+    def recipe_path(self, kind: str, name: str) -> str:
+        return f"/{self.config.namespace}/{kind}/{name}"
+
+    def raw_path(self, path: str) -> str:
+        return path if path.startswith("/") else "/" + path
+
+    # --- the ordered contender queue ---------------------------------------------------
+
+    def enqueue(
+        self, path: str, data: bytes, style: str = "kazoo"
+    ) -> tuple[Contender, bool | None]:
+        session = self.session()
+        prefix = NODE_STYLES[style].format(uuid=uuid.uuid4().hex)
+        tried = False
+
+        def create_once() -> tuple[str, int]:
+            # A create whose reply was lost may have happened: look for our prefix
+            # before creating again, and adopt only a node of our own session.
+            nonlocal tried
+            if tried:
+                found = self._find_own(path, prefix, session)
+                if found:
+                    return found
+            tried = True
+            node, stat = self._client.create(
+                f"{path}/{prefix}", data, ephemeral=True, sequence=True, makepath=True,
+                include_data=True,
+            )
+            return node, stat.ephemeralOwner
+
+        node, owner = self._call(session, create_once)
+        if owner != session.id:  # created in a newer session than we meant: undo it
+            self._call(None, self._client.delete, node)
+            raise SessionLost("ZooKeeper session changed while enqueuing")
+        return Contender(path, node, _sequence(node), session), None
+
+    def _find_own(self, path: str, prefix: str, session: Session) -> tuple[str, int] | None:
+        try:
+            children = self._client.get_children(path)
+        except NoNodeError:
+            return None
+        for child in children:
+            if child.startswith(prefix):
+                stat = self._client.exists(f"{path}/{child}")
+                if stat is not None and stat.ephemeralOwner == session.id:
+                    return f"{path}/{child}", stat.ephemeralOwner
+        return None
+
+    def predecessor(self, me: Contender) -> Blocker | None:
+        # Every contender before ours was created before ours; the server we read from
+        # has applied our create, hence all of those: the read cannot miss one.
+        children = self._call(me.session, self._client.get_children, me.path)
+        mine = me.key.rsplit("/", 1)[1]
+        if mine not in children:
+            raise SessionLost(f"our contender node {me.key} is gone")
+        best: tuple[int, str] | None = None
+        for child in children:
+            match = CONTENDER_RE.search(child)
+            if match is None:
+                continue
+            seq = int(match.group(1))
+            if seq < me.token and (best is None or seq > best[0]):
+                best = (seq, child)
+        return None if best is None else Blocker(f"{me.path}/{best[1]}")
+
+    def wait_deleted(self, blocker: Blocker, me: Contender, timeout: float | None) -> bool:
+        woken = threading.Event()
+        me.session.add_waker(woken)
+        try:
+            stat = self._call(
+                me.session, self._client.exists, blocker.key, watch=lambda _event: woken.set()
+            )
+            if stat is None:
+                return True
+            return woken.wait(timeout)
+        finally:
+            me.session.remove_waker(woken)
+
+    def _delete_entry(self, me: Contender) -> None:
+        # Names are unique (uuid + sequence): a retried delete cannot hit another node.
+        try:
+            self._call(me.session, self._client.delete, me.key)
+        except NoNodeError:
+            pass
+
+    def children_data(self, path: str) -> list[tuple[str, bytes, int]]:
+        """``(node, data, ephemeralOwner)`` of the lock contenders under ``path``, in order."""
+        try:
+            children = self._call(None, self._client.get_children, path)
+        except NoNodeError:
+            return []
+        result = []
+        for child in sorted(
+            (c for c in children if CONTENDER_RE.search(c)),
+            key=lambda c: int(CONTENDER_RE.search(c).group(1)),  # type: ignore[union-attr]
+        ):
+            try:
+                data, stat = self._call(None, self._client.get, f"{path}/{child}")
+            except NoNodeError:
+                continue
+            result.append((child, data, stat.ephemeralOwner))
+        return result
+
+
+def _sequence(node: str) -> int:
+    """Sequence suffixes compare as integers, not strings."""
+    match = CONTENDER_RE.search(node)
+    if match is None:  # pragma: no cover - we named the node ourselves
+        raise CoordinationError(f"unexpected contender node name {node!r}")
+    return int(match.group(1))
+
+
+def _discard(client: KazooClient) -> None:
+    """Stop a kazoo client and end its session, ignoring errors."""
+    try:
+        client.stop()
+        client.close()
+    except Exception:  # pragma: no cover - best effort
+        log.debug("error while discarding a kazoo client", exc_info=True)

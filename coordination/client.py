@@ -1,0 +1,112 @@
+"""The entry point: :func:`connect` returns a :class:`Coordinator` for one cluster."""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import Any
+
+from .backends.base import Backend
+from .config import Config
+from .errors import ConfigError
+from .recipes.lock import Lock
+from .session import Listener, SessionState
+
+
+def _open_backend(config: Config) -> Backend:
+    """Import the backend's client library only when it is used."""
+    try:
+        if config.backend == "zookeeper":
+            from .backends.zookeeper import ZooKeeperBackend
+
+            return ZooKeeperBackend(config)
+        from .backends.etcd import EtcdBackend
+
+        return EtcdBackend(config)
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ConfigError(
+            f"the {config.backend} backend needs its extra: pip install "
+            f"'coordination[{config.backend}]' ({exc})"
+        ) from None
+
+
+class Coordinator:
+    """A connection to one ZooKeeper ensemble or etcd cluster, within one namespace.
+
+    Thread-safe. Recipes created from it share its session (ZooKeeper session / etcd
+    lease). ``close()`` ends the session, which releases everything it held.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._backend = _open_backend(config)
+
+    def __repr__(self) -> str:
+        return f"<Coordinator {self.config.url} {self.session_state.value}>"
+
+    @property
+    def backend(self) -> str:
+        """``"zookeeper"`` or ``"etcd"``."""
+        return self.config.backend
+
+    @property
+    def namespace(self) -> str:
+        return self.config.namespace
+
+    @property
+    def session_state(self) -> SessionState:
+        if self._backend.closed:
+            return SessionState.CLOSED
+        return self._backend.session().state
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(state)`` on every session state change."""
+        self._backend.add_listener(listener)
+
+    def lock(
+        self,
+        name: str,
+        timeout: float | None = None,
+        *,
+        raw_prefix: bool = False,
+        identifier: str | bytes = b"",
+        node_style: str = "kazoo",
+    ) -> Lock:
+        """A fair, fenced lock. ``timeout`` is the default for ``with``.
+
+        ``raw_prefix=True`` takes ``name`` verbatim as the etcd key prefix or ZooKeeper
+        path used by foreign clients (``etcdctl lock NAME``, Go ``concurrency.Mutex``,
+        kazoo ``Lock(path)``), outside the namespace. ``node_style="curator"`` names
+        ZooKeeper nodes like Curator's ``InterProcessMutex``.
+        """
+        self._backend._check_open()
+        return Lock(
+            self._backend, name, timeout, raw_prefix=raw_prefix, identifier=identifier,
+            node_style=node_style,
+        )
+
+    def close(self) -> None:
+        """End the session (releasing its locks at once). Idempotent."""
+        self._backend.close()
+
+    def __enter__(self) -> Coordinator:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def connect(
+    url: str | None = None, *, config: str | os.PathLike[str] | None = None, **overrides: Any
+) -> Coordinator:
+    """Connect to the cluster named by ``url``, else by the TOML file ``config``, else
+    by ``$COORDINATION_CONFIG``, else by ``./coordination.toml``.
+
+    ``overrides`` replace settings (``session_ttl``, ``namespace``, ...). Raises
+    ``ConfigError`` for a bad configuration and ``BackendUnavailable`` if no server
+    answers within ``connect_timeout``.
+    """
+    return Coordinator(Config.resolve(url, config, **overrides))

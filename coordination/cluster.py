@@ -1,0 +1,877 @@
+"""Real local ZooKeeper / etcd clusters for tests: one child process per node on 127.0.0.1.
+
+Standard library only (no kazoo/grpc): health and leader checks use ZooKeeper's
+four-letter words over TCP and etcd's plain HTTP endpoints (/health, /metrics, peer /version).
+Debian's etcd build has no gRPC JSON gateway (every /v3/... URL answers 404), so the
+leader is read from the ``etcd_server_is_leader`` metric, not /v3/maintenance/status.
+
+    with LocalCluster("etcd", nodes=3) as cluster:
+        connect(cluster.url + "/shop")
+        cluster.kill(cluster.leader())
+
+Processes are tracked by pid only (never by name), each node's pid is also written to
+``workdir/nodeN/server.pid`` and its output to ``workdir/nodeN/server.log``. Every
+started cluster is stopped by an ``atexit`` hook, so an aborted test run does not
+leave servers behind (a SIGKILLed interpreter cannot clean up, though).
+
+Server config templates: the canonical copies are the files in the repository's
+``backends/`` folder (shared with ``compose/``). A source checkout (``pip install -e .``
+or ``PYTHONPATH``) reads those; an installed wheel has no ``backends/`` folder and uses
+the identical copies embedded below in ``_EMBEDDED_TEMPLATES``.
+``tests/test_cluster.py::test_embedded_templates_match_backends`` keeps them in sync.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib import request
+
+__all__ = ["LocalCluster", "BACKENDS"]
+
+BACKENDS = ("zookeeper", "etcd")
+HOST = "127.0.0.1"
+INSTALL_HINT = (
+    "run `bash backends/install.sh` (Debian packages zookeeper, etcd-server, etcd-client)"
+)
+
+_STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL in stop()
+_PROBE_TIMEOUT = 0.5  # seconds for one health/leader probe of one node
+_POLL = 0.05  # seconds between polls while waiting
+_LOG_TAIL_LINES = 15
+
+_REPO_BACKENDS = Path(__file__).resolve().parent.parent / "backends"
+
+# Identical copies of backends/<name>; used only when backends/ is not next to the package.
+_EMBEDDED_TEMPLATES: dict[str, str] = {
+    "zookeeper/zoo.cfg": """\
+# ZooKeeper server config template for coordination's local test clusters.
+# Rendered with Python string.Template by coordination/cluster.py (one copy per node):
+# each dollar-prefixed word is a placeholder the launcher fills in (a literal dollar sign
+# would have to be doubled). compose/compose.yml passes the same settings through the
+# image's ZOO_* variables instead.
+tickTime=$tick_ms
+initLimit=10
+syncLimit=5
+minSessionTimeout=$min_session_timeout_ms
+maxSessionTimeout=60000
+dataDir=$data_dir
+clientPort=$client_port
+clientPortAddress=$client_host
+# No per-IP connection cap: every test client connects from 127.0.0.1.
+maxClientCnxns=0
+snapCount=10000
+# Preallocate the transaction log in 1 MiB steps (default 64 MiB) to save disk.
+# forceSync stays at its default (yes): acknowledged writes must survive SIGKILL.
+preAllocSize=1024
+autopurge.snapRetainCount=3
+autopurge.purgeInterval=1
+admin.enableServer=false
+4lw.commands.whitelist=srvr,mntr,ruok,stat,cons
+reconfigEnabled=false
+$servers
+""",
+    "zookeeper/log4j.properties": """\
+# Quiet log4j 1.2 config for ZooKeeper (Debian's zookeeper.jar logs through slf4j-log4j12).
+# Warnings and errors go to one file; quorum state changes (LOOKING/LEADING/FOLLOWING)
+# stay at INFO because they explain failover timings.
+# The launcher passes -Dzookeeper.log.file=<node dir>/server.log; the value below is the
+# fallback used when the property is not set.
+zookeeper.log.file=zookeeper.log
+log4j.rootLogger=WARN, FILE
+log4j.logger.org.apache.zookeeper.server.quorum.QuorumPeer=INFO
+log4j.logger.org.apache.zookeeper.server.quorum.Leader=INFO
+log4j.logger.org.apache.zookeeper.server.quorum.Learner=INFO
+log4j.appender.FILE=org.apache.log4j.FileAppender
+log4j.appender.FILE.File=${zookeeper.log.file}
+log4j.appender.FILE.Append=true
+log4j.appender.FILE.layout=org.apache.log4j.PatternLayout
+log4j.appender.FILE.layout.ConversionPattern=%d{ISO8601} %-5p [%t:%C{1}@%L] - %m%n
+""",
+    "etcd/etcd.conf.yml": """\
+# etcd 3.4 member config template for coordination's local test clusters.
+# Rendered with Python string.Template by coordination/cluster.py and passed as
+# `etcd --config-file` (etcd then ignores command-line flags and ETCD_* variables).
+# Each dollar-prefixed word is a placeholder the launcher fills in (a literal dollar sign
+# would have to be doubled). compose/compose.yml passes the same settings as flags.
+name: $name
+data-dir: $data_dir
+listen-client-urls: $client_url
+advertise-client-urls: $client_url
+listen-peer-urls: $peer_url
+initial-advertise-peer-urls: $peer_url
+initial-cluster: $initial_cluster
+initial-cluster-token: $cluster_token
+# Ignored once the data dir exists, so restarts reuse the member's data.
+initial-cluster-state: new
+heartbeat-interval: 100
+election-timeout: 1000
+# 8 GiB backend quota (etcd's recommended maximum) for large queue tests.
+quota-backend-bytes: 8589934592
+snapshot-count: 10000
+logger: zap
+log-level: info
+log-outputs: [stderr]
+""",
+}
+
+
+def load_template(name: str) -> str:
+    """Text of server template ``name`` (e.g. ``"etcd/etcd.conf.yml"``), repo copy first."""
+    path = _REPO_BACKENDS / name
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    return _EMBEDDED_TEMPLATES[name]
+
+
+def _render(template: str, **values: object) -> str:
+    return string.Template(load_template(template)).substitute(values)
+
+
+# --- small process / network helpers ------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    """True if a process with this pid exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _port_free(port: int) -> bool:
+    """True if nothing is bound to HOST:port (TIME_WAIT leftovers do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_ISSUED: set[int] = set()
+_ISSUED_LOCK = threading.Lock()
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports on HOST, chosen below the kernel's ephemeral range.
+
+    Binding port 0 would return an ephemeral port, which an outgoing client connection
+    may take as its source port while the node is down; restart() would then fail.
+    """
+    low, high = 10000, _ephemeral_range()[0]
+    if high - low < 1000:  # unusual kernel settings: let the OS choose
+        return [_os_chosen_port() for _ in range(count)]
+    rng = random.SystemRandom()
+    ports: list[int] = []
+    for _ in range(count * 100):
+        port = rng.randrange(low, high)
+        with _ISSUED_LOCK:
+            if port in _ISSUED or not _port_free(port):
+                continue
+            _ISSUED.add(port)  # never hand a port to two clusters of this process
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"could not find {count} free ports on {HOST}")
+
+
+def _os_chosen_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _four_letter(port: int, word: str, timeout: float = _PROBE_TIMEOUT) -> str | None:
+    """Send a ZooKeeper four-letter word; the reply, or None if the node did not answer."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(word.encode())
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+    except OSError:
+        return None
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+_HTTP = request.build_opener(request.ProxyHandler({}))  # never route 127.0.0.1 via a proxy
+
+
+def _http_json(url: str, timeout: float = _PROBE_TIMEOUT) -> Any:
+    """GET and decode JSON; None on any network, HTTP or decoding error."""
+    text = _http_text(url, timeout)
+    try:
+        return None if text is None else json.loads(text)
+    except ValueError:
+        return None
+
+
+def _http_text(url: str, timeout: float = _PROBE_TIMEOUT) -> str | None:
+    """GET a text page; None on any network or HTTP error."""
+    try:
+        with _HTTP.open(url, timeout=timeout) as resp:
+            return resp.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16384))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# --- nodes and backends -------------------------------------------------------------------
+
+
+@dataclass
+class _Node:
+    """One server: its ports, directory and (when started by us) its process."""
+
+    index: int
+    dir: Path
+    client_port: int
+    peer_port: int
+    election_port: int = 0  # ZooKeeper only
+    proc: subprocess.Popen[bytes] | None = None
+    paused: bool = False
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "server.log"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / "server.pid"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{HOST}:{self.client_port}"
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def probeable(self) -> bool:
+        """Running and not SIGSTOPped: worth a network probe."""
+        return self.running() and not self.paused
+
+
+class _Backend:
+    """What differs between ZooKeeper and etcd: config, command line, probes."""
+
+    ports_per_node = 2
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+
+    def check_installed(self) -> None:
+        raise NotImplementedError
+
+    def write_config(self, node: _Node) -> None:
+        raise NotImplementedError
+
+    def command(self, node: _Node) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def serving(self, node: _Node) -> bool:
+        """The node serves client requests (it is part of a working quorum)."""
+        raise NotImplementedError
+
+    def alive(self, node: _Node) -> bool:
+        """The node answers at all (quorum or not)."""
+        raise NotImplementedError
+
+    def leader_rank(self, node: _Node) -> int | None:
+        """None unless the node believes it leads; then its epoch/term if known, else 0."""
+        raise NotImplementedError
+
+
+ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
+# Debian's zookeeper.jar lists its dependencies in its manifest Class-Path but has no
+# slf4j binding (it would log nothing); these two make it honour log4j.properties.
+_ZOOKEEPER_LOG_JARS = ("/usr/share/java/slf4j-log4j12.jar", "/usr/share/java/log4j-1.2.jar")
+
+
+def _zookeeper_classpath(confdir: Path) -> str:
+    """Config dir (for log4j.properties) + Debian's ZooKeeper jar + the log4j binding."""
+    jars = [jar for jar in _ZOOKEEPER_LOG_JARS if Path(jar).is_file()]
+    return os.pathsep.join([str(confdir), str(ZOOKEEPER_JAR), *jars])
+
+
+class _ZooKeeper(_Backend):
+    ports_per_node = 3
+    MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+    JVM_FLAGS = [
+        "-Xms64m",
+        "-Xmx1g",
+        "-XX:+UseSerialGC",
+        "-XX:-UsePerfData",
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true",
+        "-Djava.net.preferIPv4Stack=true",
+    ]
+
+    def java(self) -> str:
+        java = shutil.which("java")
+        if java is None:
+            raise RuntimeError(f"java not found on PATH; {INSTALL_HINT}")
+        return java
+
+    def check_installed(self) -> None:
+        self.java()
+        if not ZOOKEEPER_JAR.is_file():
+            raise RuntimeError(f"{ZOOKEEPER_JAR} not found; {INSTALL_HINT}")
+
+    def write_config(self, node: _Node) -> None:
+        data = node.dir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "myid").write_text(f"{node.index + 1}\n")
+        servers = "\n".join(
+            f"server.{n.index + 1}={HOST}:{n.peer_port}:{n.election_port}"
+            for n in self.cluster._nodes
+        )
+        tick = self.cluster.tick_ms
+        cfg = _render(
+            "zookeeper/zoo.cfg",
+            tick_ms=tick,
+            min_session_timeout_ms=2 * tick,
+            data_dir=data,
+            client_port=node.client_port,
+            client_host=HOST,
+            servers=servers,
+        )
+        (node.dir / "zoo.cfg").write_text(cfg)
+        (node.dir / "log4j.properties").write_text(load_template("zookeeper/log4j.properties"))
+
+    def command(self, node: _Node) -> list[str]:
+        return [
+            self.java(),
+            *self.JVM_FLAGS,
+            f"-Dzookeeper.log.dir={node.dir}",
+            f"-Dzookeeper.log.file={node.log}",
+            "-cp",
+            _zookeeper_classpath(node.dir),
+            self.MAIN,
+            str(node.dir / "zoo.cfg"),
+        ]
+
+    def _srvr(self, node: _Node) -> dict[str, str]:
+        reply = _four_letter(node.client_port, "srvr") or ""
+        return dict(
+            (key.strip(), value.strip())
+            for key, sep, value in (line.partition(":") for line in reply.splitlines())
+            if sep
+        )
+
+    def serving(self, node: _Node) -> bool:
+        # A node without quorum answers "This ZooKeeper instance is not currently serving
+        # requests" and no Mode line.
+        return self._srvr(node).get("Mode") in ("leader", "follower", "observer", "standalone")
+
+    def alive(self, node: _Node) -> bool:
+        return _four_letter(node.client_port, "ruok") == "imok"
+
+    def leader_rank(self, node: _Node) -> int | None:
+        info = self._srvr(node)
+        if info.get("Mode") not in ("leader", "standalone"):
+            return None
+        try:
+            return int(info.get("Zxid", "0x0"), 16) >> 32  # epoch
+        except ValueError:
+            return 0
+
+
+class _Etcd(_Backend):
+    def binary(self) -> str:
+        found = shutil.which("etcd") or next(
+            (p for p in ("/usr/bin/etcd", "/usr/local/bin/etcd") if os.access(p, os.X_OK)), None
+        )
+        if found is None:
+            raise RuntimeError(f"etcd not found on PATH; {INSTALL_HINT}")
+        return found
+
+    def check_installed(self) -> None:
+        self.binary()
+
+    def _url(self, port: int) -> str:
+        return f"http://{HOST}:{port}"
+
+    def write_config(self, node: _Node) -> None:
+        (node.dir / "data").mkdir(parents=True, exist_ok=True, mode=0o700)
+        initial = ",".join(f"n{n.index}={self._url(n.peer_port)}" for n in self.cluster._nodes)
+        cfg = _render(
+            "etcd/etcd.conf.yml",
+            name=f"n{node.index}",
+            data_dir=node.dir / "data",
+            client_url=self._url(node.client_port),
+            peer_url=self._url(node.peer_port),
+            initial_cluster=initial,
+            cluster_token=self.cluster._token,
+        )
+        (node.dir / "etcd.conf.yml").write_text(cfg)
+
+    def command(self, node: _Node) -> list[str]:
+        return [self.binary(), "--config-file", str(node.dir / "etcd.conf.yml")]
+
+    def env(self) -> dict[str, str]:
+        # etcd rejects unknown/conflicting ETCD_* variables; the config file says it all.
+        return {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+
+    def serving(self, node: _Node) -> bool:
+        # /health in etcd 3.4 is true only with a leader and a working quorum.
+        health = _http_json(f"{self._url(node.client_port)}/health")
+        return isinstance(health, dict) and health.get("health") in ("true", True)
+
+    def alive(self, node: _Node) -> bool:
+        # A member restarted without quorum never becomes "ready", and etcd serves its
+        # client port only when ready; the peer port answers /version from the start.
+        version = _http_json(f"{self._url(node.peer_port)}/version")
+        return isinstance(version, dict) and "etcdserver" in version
+
+    def leader_rank(self, node: _Node) -> int | None:
+        metrics = _http_text(f"{self._url(node.client_port)}/metrics") or ""
+        return 0 if re.search(r"^etcd_server_is_leader 1$", metrics, re.MULTILINE) else None
+
+
+_BACKEND_CLASSES: dict[str, type[_Backend]] = {"zookeeper": _ZooKeeper, "etcd": _Etcd}
+
+# --- the cluster ----------------------------------------------------------------------------
+
+_LIVE: set[LocalCluster] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _stop_all_live() -> None:
+    """Stop every cluster that was started and not stopped (interpreter exit)."""
+    with _LIVE_LOCK:
+        clusters = list(_LIVE)
+    for cluster in clusters:
+        with contextlib.suppress(Exception):  # best effort at exit
+            cluster.stop()
+
+
+class LocalCluster:
+    """A ZooKeeper or etcd cluster of ``nodes`` local server processes on 127.0.0.1.
+
+    ``base_port``: node i uses client port ``base_port + i``, peer port
+    ``base_port + 100 + i`` and (ZooKeeper) election port ``base_port + 200 + i``;
+    None picks free ports. ``workdir``: where node dirs go (kept); None uses a temp dir
+    that stop() removes. ``tick_ms``: ZooKeeper tickTime (etcd uses heartbeat 100 ms,
+    election timeout 1000 ms). Nothing runs until start().
+    """
+
+    def __init__(
+        self,
+        backend: str,
+        nodes: int = 3,
+        base_port: int | None = None,
+        workdir: str | os.PathLike[str] | None = None,
+        tick_ms: int = 500,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+        if nodes < 1:
+            raise ValueError("a cluster needs at least one node")
+        if tick_ms < 1:
+            raise ValueError("tick_ms must be positive")
+        self.backend = backend
+        self.tick_ms = tick_ms
+        self._impl = _BACKEND_CLASSES[backend](self)
+        self._own_workdir = workdir is None
+        #: Directory holding node0..nodeN-1; None until start() when it is a temp dir.
+        self.workdir: Path | None = None if workdir is None else Path(workdir)
+        self._token = f"coordination-{uuid.uuid4().hex[:12]}"
+        self._lock = threading.RLock()
+        self._started = False
+        self._nodes = self._make_nodes(nodes, base_port)
+
+    def _make_nodes(self, count: int, base_port: int | None) -> list[_Node]:
+        per = self._impl.ports_per_node
+        if base_port is None:
+            ports = _free_ports(count * per)
+            groups = [ports[i * per : (i + 1) * per] for i in range(count)]
+        else:
+            if not 0 < base_port < 65536 - 200 - count:
+                raise ValueError(f"base_port {base_port} out of range")
+            groups = [[base_port + off + i for off in (0, 100, 200)[:per]] for i in range(count)]
+        return [
+            _Node(i, Path(), client_port=g[0], peer_port=g[1], election_port=g[2] if per > 2 else 0)
+            for i, g in enumerate(groups)
+        ]
+
+    # --- addresses ---------------------------------------------------------------------
+
+    @property
+    def endpoints(self) -> list[str]:
+        """Client endpoints, ``["127.0.0.1:port", ...]`` in node order."""
+        return [node.endpoint for node in self._nodes]
+
+    @property
+    def url(self) -> str:
+        """``zookeeper://h:p,h:p,..`` or ``etcd://h:p,..`` without a path (append "/ns")."""
+        return f"{self.backend}://{','.join(self.endpoints)}"
+
+    @property
+    def size(self) -> int:
+        """Number of nodes."""
+        return len(self._nodes)
+
+    def log_path(self, i: int) -> Path:
+        """``workdir/node<i>/server.log`` (exists once the cluster was started)."""
+        return self._node(i).log
+
+    def __repr__(self) -> str:
+        return f"LocalCluster({self.backend!r}, nodes={self.size}, url={self.url!r})"
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self, timeout: float = 60.0) -> LocalCluster:
+        """Start every node and wait until the cluster serves (quorum + leader); self.
+
+        Raises RuntimeError if binaries are missing, a port is taken or a node exits,
+        TimeoutError if the cluster is not healthy within ``timeout`` seconds. On failure
+        everything started so far is stopped again.
+        """
+        with self._lock:
+            if self._started:
+                raise RuntimeError(f"{self!r} is already started")
+            self._impl.check_installed()
+            self._prepare_workdir()
+            self._started = True
+            with _LIVE_LOCK:
+                _LIVE.add(self)
+            try:
+                self._check_ports_free()
+                for node in self._nodes:
+                    self._impl.write_config(node)
+                    self._launch(node)
+                self._wait_all_serving(timeout)
+            except BaseException:
+                self.stop()
+                raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every node (SIGTERM followers, then the leader; SIGKILL after a grace
+        period) and wait until all processes are gone; idempotent.
+
+        Removes the workdir if it was a temp dir created by start().
+        """
+        with self._lock:
+            # Followers first: an etcd leader that gets SIGTERM hands leadership to a
+            # follower, and if that follower is shutting down too, etcd waits ~7 s.
+            leader = self.leader() if any(n.probeable() for n in self._nodes) else None
+            followers = [n for n in self._nodes if n.running() and n.index != leader]
+            for group in (followers, [n for n in self._nodes if n.running()]):
+                self._terminate(group, _STOP_GRACE / 2)
+            for node in self._nodes:
+                node.proc, node.paused = None, False
+                node.pidfile.unlink(missing_ok=True)
+            self._started = False
+            with _LIVE_LOCK:
+                _LIVE.discard(self)
+            if self._own_workdir and self.workdir is not None:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+                self.workdir = None
+
+    def kill(self, i: int) -> None:
+        """SIGKILL node ``i`` and wait until its process is gone (no-op if not running)."""
+        with self._lock:
+            node = self._node(i)
+            if node.running():
+                self._signal(node, signal.SIGKILL)
+                self._wait_exit(node, 30.0, kill_after=False)
+            node.proc, node.paused = None, False
+            node.pidfile.unlink(missing_ok=True)
+
+    def restart(self, i: int, wait: bool = True, timeout: float = 30.0) -> None:
+        """(Re)start node ``i`` from its data dir, SIGKILLing it first if it runs.
+
+        With ``wait``, return once the node serves client requests (ZooKeeper: 'srvr'
+        reports leader/follower; etcd: /health is true). If fewer than a majority of
+        nodes run, no quorum is possible and it only waits until the process answers
+        (ZooKeeper 'ruok' -> 'imok'; etcd GET /version on the peer port).
+        """
+        with self._lock:
+            self._require_started()
+            node = self._node(i)
+            self.kill(i)
+            self._launch(node)
+            if not wait:
+                return
+            quorum_possible = sum(n.probeable() for n in self._nodes) > self.size // 2
+            check = self._impl.serving if quorum_possible else self._impl.alive
+            self._wait_until(lambda: check(node), timeout, f"node {i} to serve", [node])
+
+    def pause(self, i: int) -> None:
+        """SIGSTOP node ``i`` (it keeps its sockets but stops responding)."""
+        with self._lock:
+            node = self._running_node(i)
+            self._signal(node, signal.SIGSTOP)
+            node.paused = True
+
+    def resume(self, i: int) -> None:
+        """SIGCONT node ``i`` after pause()."""
+        with self._lock:
+            node = self._running_node(i)
+            self._signal(node, signal.SIGCONT)
+            node.paused = False
+
+    def stop_all_and_restart(self, timeout: float = 60.0) -> None:
+        """Full-cluster crash and recovery: SIGKILL every node, start all from their data
+        dirs, wait until healthy."""
+        with self._lock:
+            self._require_started()
+            for node in self._nodes:
+                self.kill(node.index)
+            for node in self._nodes:
+                self._launch(node)
+            self._wait_all_serving(timeout)
+
+    # --- state -------------------------------------------------------------------------
+
+    def pid(self, i: int) -> int | None:
+        """Pid of node ``i`` while its process runs, else None."""
+        node = self._node(i)
+        return node.proc.pid if node.proc is not None and node.running() else None
+
+    def is_running(self, i: int) -> bool:
+        """True while node ``i``'s process exists (paused counts as running)."""
+        return self._node(i).running()
+
+    def is_paused(self, i: int) -> bool:
+        """True between pause(i) and resume(i)."""
+        node = self._node(i)
+        return node.running() and node.paused
+
+    def leader(self) -> int | None:
+        """Index of the node that leads, else None.
+
+        ZooKeeper: 'srvr' says ``Mode: leader`` (or standalone); etcd: the node's
+        ``etcd_server_is_leader`` metric is 1. Paused and dead nodes are skipped and each
+        probe has a short timeout. If two nodes claim leadership (a deposed leader that
+        has not noticed yet), the one with the higher ZooKeeper epoch wins; for etcd,
+        which exposes no term over plain HTTP, the answer is None until only one remains.
+        """
+        claims: list[tuple[int, int]] = []
+        for node in self._nodes:
+            if node.probeable():
+                rank = self._impl.leader_rank(node)
+                if rank is not None:
+                    claims.append((rank, node.index))
+        if not claims:
+            return None
+        top = max(rank for rank, _ in claims)
+        leaders = [index for rank, index in claims if rank == top]
+        return leaders[0] if len(leaders) == 1 else None
+
+    def wait_for_leader(self, timeout: float = 30.0, exclude: int | None = None) -> int:
+        """Poll until some node other than ``exclude`` leads; its index. TimeoutError."""
+        found: list[int] = []
+
+        def elected() -> bool:
+            leader = self.leader()
+            if leader is not None and leader != exclude:
+                found.append(leader)
+                return True
+            return False
+
+        self._wait_until(elected, timeout, "a leader to be elected", [])
+        return found[-1]
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Wait until every running, unpaused node serves and there is a leader.
+
+        Raises TimeoutError (with the tail of every node's log) if that takes longer.
+        """
+        self._wait_until(self._healthy, timeout, "the cluster to become healthy", [])
+
+    def _healthy(self) -> bool:
+        live = [node for node in self._nodes if node.probeable()]
+        return (
+            bool(live)
+            and all(self._impl.serving(node) for node in live)
+            and self.leader() is not None
+        )
+
+    # --- context manager ---------------------------------------------------------------
+
+    def __enter__(self) -> LocalCluster:
+        return self if self._started else self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _node(self, i: int) -> _Node:
+        if not isinstance(i, int) or not 0 <= i < len(self._nodes):
+            raise IndexError(f"node index {i!r} out of range 0..{len(self._nodes) - 1}")
+        return self._nodes[i]
+
+    def _running_node(self, i: int) -> _Node:
+        node = self._node(i)
+        if not node.running():
+            raise RuntimeError(f"node {i} is not running")
+        return node
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise RuntimeError(f"{self!r} is not started")
+
+    def _prepare_workdir(self) -> None:
+        if self.workdir is None:  # own temp dir (also after stop() removed the last one)
+            self.workdir = Path(tempfile.mkdtemp(prefix=f"coordination-{self.backend}-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for node in self._nodes:
+            node.dir = self.workdir / f"node{node.index}"
+            node.dir.mkdir(exist_ok=True)
+            self._reap_stale(node)
+
+    def _reap_stale(self, node: _Node) -> None:
+        """SIGKILL a server left running in this node dir by a crashed earlier run.
+
+        Only a pid from our pid file whose command line names this node dir is killed.
+        """
+        try:
+            pid = int(node.pidfile.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return
+        if str(node.dir) in cmdline:
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(_POLL)
+
+    def _check_ports_free(self) -> None:
+        for node in self._nodes:
+            for port in (node.client_port, node.peer_port, node.election_port):
+                if port and not _port_free(port):
+                    raise RuntimeError(f"port {HOST}:{port} for node {node.index} is in use")
+
+    def _launch(self, node: _Node) -> None:
+        """Start node's server process (its config must exist); no waiting."""
+        with node.log.open("ab") as log:
+            log.write(f"\n=== coordination.cluster: starting node {node.index} ===\n".encode())
+            log.flush()
+            node.proc = subprocess.Popen(
+                self._impl.command(node),
+                cwd=node.dir,
+                env=self._impl.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in the test terminal must not hit servers
+            )
+        node.paused = False
+        node.pidfile.write_text(f"{node.proc.pid}\n")
+
+    def _signal(self, node: _Node, sig: signal.Signals) -> None:
+        if node.proc is not None and node.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(node.proc.pid, sig)
+
+    def _terminate(self, nodes: list[_Node], grace: float) -> None:
+        """SIGTERM ``nodes`` (SIGCONT if paused), SIGKILL whatever outlives ``grace``."""
+        for node in nodes:
+            self._signal(node, signal.SIGTERM)
+            if node.paused:
+                self._signal(node, signal.SIGCONT)
+        deadline = time.monotonic() + grace
+        for node in nodes:
+            self._wait_exit(node, max(0.0, deadline - time.monotonic()), kill_after=True)
+
+    def _wait_exit(self, node: _Node, timeout: float, kill_after: bool) -> None:
+        assert node.proc is not None
+        try:
+            node.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            if not kill_after:
+                raise RuntimeError(
+                    f"node {node.index} (pid {node.proc.pid}) did not exit"
+                ) from None
+            self._signal(node, signal.SIGKILL)
+            node.proc.wait(timeout=30)
+
+    def _wait_all_serving(self, timeout: float) -> None:
+        self._wait_until(self._healthy, timeout, "the cluster to become healthy", self._nodes)
+
+    def _wait_until(
+        self, predicate: Callable[[], bool], timeout: float, what: str, watch: list[_Node]
+    ) -> None:
+        """Poll ``predicate`` until true. RuntimeError if a ``watch`` node's process exits,
+        TimeoutError after ``timeout`` seconds; both quote the node logs."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for node in watch:
+                if node.proc is not None and node.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"{self.backend} node {node.index} exited with code "
+                        f"{node.proc.returncode} while waiting for {what}\n{self._log_tails()}"
+                    )
+            if predicate():
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"timed out after {timeout:.1f}s waiting for {what} ({self!r})\n"
+                    f"{self._log_tails()}"
+                )
+            time.sleep(_POLL)
+
+    def _log_tails(self) -> str:
+        parts = []
+        for node in self._nodes:
+            state = "paused" if node.paused else ("running" if node.running() else "down")
+            parts.append(f"--- node {node.index} ({state}) {node.log} ---\n{_tail(node.log)}")
+        return "\n".join(parts)

@@ -1,0 +1,97 @@
+"""Typed errors of the public API.
+
+Every error the library raises is a subclass of :class:`CoordinationError`; no kazoo,
+grpc or protobuf exception leaves the public API.
+"""
+
+from __future__ import annotations
+
+
+class CoordinationError(Exception):
+    """Base class of every error raised by :mod:`coordination`."""
+
+
+# --- configuration and input -------------------------------------------------------------
+
+
+class ConfigError(CoordinationError, ValueError):
+    """The configuration (URL, TOML file, environment) is missing or invalid."""
+
+
+class InvalidName(CoordinationError, ValueError):
+    """A lock/queue name breaks the naming rules (see :mod:`coordination.names`)."""
+
+
+class InvalidArgument(CoordinationError, ValueError):
+    """An argument has a bad value (negative timeout, priority out of range, ...)."""
+
+
+class InvalidPayload(CoordinationError, TypeError):
+    """A payload is neither ``bytes`` nor ``str``."""
+
+
+class PayloadTooLarge(InvalidArgument):
+    """A payload exceeds the backend's safe request size; nothing was sent."""
+
+
+# --- connection and session --------------------------------------------------------------
+
+
+class BackendUnavailable(CoordinationError, ConnectionError):
+    """The servers could not be reached (or lost quorum) within the allowed time."""
+
+
+class ClientClosed(CoordinationError):
+    """The coordinator was closed; create a new one with :func:`coordination.connect`."""
+
+
+class SessionLost(CoordinationError):
+    """The ZooKeeper session expired or the etcd lease was lost (or is presumed lost)."""
+
+
+# --- locks -------------------------------------------------------------------------------
+
+
+class LockError(CoordinationError):
+    """Base class of lock errors."""
+
+
+class LockTimeout(LockError, TimeoutError):
+    """The lock was not acquired within the timeout (raised by the ``with`` form)."""
+
+
+class NotHeld(LockError):
+    """``release()`` was called on a lock this object does not hold."""
+
+
+class LockLost(LockError, SessionLost):
+    """The lock was held but the session behind it is lost; others may hold it now."""
+
+
+# --- queues ------------------------------------------------------------------------------
+
+
+class QueueError(CoordinationError):
+    """Base class of queue errors."""
+
+
+class ClaimLost(QueueError):
+    """The claim on a task is gone (session lost, or the task was handed to another
+    worker); the ack/nack changed nothing."""
+
+
+class AlreadyAcknowledged(QueueError):
+    """``ack()``/``nack()`` was called on a task that was already settled by this worker."""
+
+
+class WrongQueue(QueueError):
+    """A task was settled through a queue it does not belong to."""
+
+
+class TaskNotFound(QueueError, KeyError):
+    """No task with that id (e.g. ``requeue_dead`` of an id that is not dead)."""
+
+
+class AlreadyHeld(LockError):
+    """``acquire()`` on a lock object that already holds the lock (it is not reentrant;
+    use one lock object per holder)."""

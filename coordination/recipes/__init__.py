@@ -1,0 +1,1 @@
+"""Recipes written once over the backend primitives of :mod:`coordination.backends.base`."""

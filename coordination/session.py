@@ -1,0 +1,127 @@
+"""Session state shared by both backends.
+
+A :class:`Session` is one server-side session generation: a ZooKeeper session or an
+etcd lease. Everything a recipe creates (contender nodes/keys, task claims) belongs
+to one generation and dies with it. When a generation is lost it never comes back;
+the backend opens a new generation for later work.
+
+States: ``CONNECTED`` (the server confirms us), ``SUSPENDED`` (we cannot reach a
+server; the session may still be alive), ``LOST`` (expired on the server, or presumed
+expired by a local monotonic deadline), ``CLOSED`` (ended by us).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from .errors import SessionLost
+
+log = logging.getLogger(__name__)
+
+
+class SessionState(str, enum.Enum):
+    CONNECTED = "CONNECTED"
+    SUSPENDED = "SUSPENDED"
+    LOST = "LOST"
+    CLOSED = "CLOSED"
+
+
+Listener = Callable[[SessionState], None]
+
+
+class Session:
+    """One session generation: its id, state, ``lost`` event and listeners.
+
+    ``lost`` is set exactly once, when the state becomes ``LOST`` or ``CLOSED``;
+    listeners run on every state change, in the thread that observed it, and must not
+    block. Wakers (``threading.Event``) are set on every change so waiting recipes can
+    re-check their condition without polling.
+    """
+
+    def __init__(self, session_id: int | str, ttl: float) -> None:
+        self.id = session_id
+        self.ttl = ttl
+        self.lost = threading.Event()
+        self._state = SessionState.CONNECTED
+        self._guard = threading.Lock()
+        self._listeners: list[Listener] = []
+        self._wakers: set[threading.Event] = set()
+        self.lost_at: float | None = None
+        #: Local monotonic time after which the server may already have dropped this
+        #: session (set by the backend while it cannot confirm the session).
+        self.deadline: float | None = None
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} {self._state.value}>"
+
+    @property
+    def state(self) -> SessionState:
+        return self._state
+
+    @property
+    def alive(self) -> bool:
+        """False once lost, or once the local deadline has passed (even before the
+        backend's thread has noticed and moved the state to LOST)."""
+        if self.lost.is_set():
+            return False
+        deadline = self.deadline
+        return deadline is None or time.monotonic() < deadline
+
+    def check(self) -> None:
+        """Raise ``SessionLost`` if this generation is lost, closed or past its deadline."""
+        if not self.alive:
+            raise SessionLost(f"session {self.id} is lost ({self._state.value.lower()})")
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(state)`` on every later state change (immediately if lost)."""
+        with self._guard:
+            if not self.lost.is_set():
+                self._listeners.append(listener)
+                return
+            state = self._state
+        _safe_call(listener, state)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with self._guard:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def add_waker(self, event: threading.Event) -> None:
+        with self._guard:
+            self._wakers.add(event)
+            if self.lost.is_set():
+                event.set()
+
+    def remove_waker(self, event: threading.Event) -> None:
+        with self._guard:
+            self._wakers.discard(event)
+
+    # --- called by the backend only ----------------------------------------------------
+
+    def set_state(self, state: SessionState) -> None:
+        """Move to ``state``; LOST and CLOSED are final. Runs listeners and wakers."""
+        with self._guard:
+            if self.lost.is_set() or state == self._state:
+                return
+            self._state = state
+            if state in (SessionState.LOST, SessionState.CLOSED):
+                self.lost_at = time.monotonic()
+                self.lost.set()
+            listeners = list(self._listeners)
+            wakers = list(self._wakers)
+        log.debug("session %s -> %s", self.id, state.value)
+        for event in wakers:
+            event.set()
+        for listener in listeners:
+            _safe_call(listener, state)
+
+
+def _safe_call(listener: Listener, state: SessionState) -> None:
+    try:
+        listener(state)
+    except Exception:  # a user callback must not kill the backend's thread
+        log.exception("session listener %r failed", listener)

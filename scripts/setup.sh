@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install what is missing: the Debian server packages, a virtualenv in .venv, and this
+# package with its extras. Idempotent and quiet when everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash backends/install.sh >/dev/null
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+if ! .venv/bin/python -c "import coordination, kazoo, pyetcd, pytest" 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+    .venv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+    touch .venv/.installed
+fi

@@ -1,0 +1,32 @@
+"""Small test helpers: polling with a deadline, and contender listings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import coordination
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.02,
+             message: str = "condition") -> T:
+    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} not reached within {timeout}s")
+        time.sleep(interval)
+
+
+def contenders(coord: coordination.Coordinator, lock: coordination.Lock) -> list[str]:
+    """Names of the contender nodes/keys currently on the server for ``lock``."""
+    backend = coord._backend
+    if coord.backend == "zookeeper":
+        return [node for node, _data, _owner in backend.children_data(lock.path)]  # type: ignore[attr-defined]
+    return [key for key, _v, _rev, _lease in backend.contenders(lock.path)]  # type: ignore[attr-defined]

@@ -1,0 +1,87 @@
+"""Bad input: typed errors from ``coordination.errors``, raised before any server change;
+unreachable servers give ``BackendUnavailable`` within the connect timeout."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+import coordination
+from coordination import errors
+from coordination.names import validate_name
+
+BAD_NAMES = [
+    "",
+    "/lead",
+    "trail/",
+    "a//b",
+    "a/../b",
+    "..",
+    "a/./b",
+    "bell\x07",
+    "new\nline",
+    "x" * 257,
+    "\ud800",
+]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_bad_names_are_rejected(name: str) -> None:
+    with pytest.raises(errors.InvalidName):
+        validate_name(name)
+
+
+@pytest.mark.parametrize("name", [None, 42, b"bytes", ["a"]])
+def test_non_str_names_are_rejected(name: object) -> None:
+    with pytest.raises(errors.InvalidName):
+        validate_name(name)
+
+
+def test_good_names() -> None:
+    for name in ("a", "inventory/sku-42", "prix-€/été", "a.b_c-d", "x" * 256):
+        assert validate_name(name) == name
+
+
+@pytest.mark.integration
+def test_bad_lock_input_changes_nothing_on_the_server(coord: coordination.Coordinator) -> None:
+    for name in [*BAD_NAMES, None, 3]:
+        with pytest.raises(errors.InvalidName):
+            coord.lock(name)  # type: ignore[arg-type]
+    lock = coord.lock("fine")
+    for timeout in (-1, float("nan"), "5", True):
+        with pytest.raises(errors.InvalidArgument):
+            lock.acquire(timeout=timeout)  # type: ignore[arg-type]
+    with pytest.raises(errors.InvalidArgument):
+        coord.lock("fine", timeout=-2)
+    with pytest.raises(errors.InvalidArgument):
+        coord.lock("fine", node_style="redis")
+    assert _namespace_is_empty(coord)
+
+
+def _namespace_is_empty(coord: coordination.Coordinator) -> bool:
+    backend = coord._backend
+    if coord.backend == "zookeeper":
+        return backend.client.exists(f"/{coord.namespace}") is None  # type: ignore[attr-defined]
+    return backend.contenders(f"/{coord.namespace}/") == []  # type: ignore[attr-defined]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("scheme", ["zookeeper", "etcd"])
+def test_unreachable_servers_fail_within_connect_timeout(scheme: str) -> None:
+    port = _closed_port()
+    started = time.monotonic()
+    with pytest.raises(errors.BackendUnavailable):
+        coordination.connect(f"{scheme}://127.0.0.1:{port}/shop", connect_timeout=1.5)
+    assert time.monotonic() - started < 1.5 * 1.1 + 0.5
+
+
+def test_no_foreign_exception_escapes_config() -> None:
+    with pytest.raises(errors.CoordinationError):
+        coordination.connect("etcd://127.0.0.1:1/shop?session_ttl=x")

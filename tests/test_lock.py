@@ -1,0 +1,179 @@
+"""Lock contract: one test body per point, run against every backend."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import coordination
+from coordination import errors
+
+from .conftest import TTL
+from .helpers import contenders, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_acquire_release_and_token(coord: coordination.Coordinator) -> None:
+    lock = coord.lock("inventory/sku-42")
+    assert not lock.held
+    assert lock.acquire() is True
+    assert lock.held and isinstance(lock.token, int) and lock.token >= 0
+    lock.ensure_held()
+    lock.release()
+    assert not lock.held
+    with pytest.raises(errors.NotHeld):
+        lock.release()
+    with pytest.raises(errors.NotHeld):
+        lock.ensure_held()
+
+
+def test_with_form_and_already_held(coord: coordination.Coordinator) -> None:
+    with coord.lock("a", timeout=5) as held:
+        assert held.held and held.token is not None
+        with pytest.raises(errors.AlreadyHeld):
+            held.acquire()
+    assert not held.held
+
+
+def test_mutual_exclusion_across_clients_of_different_nodes(
+    cluster, connect, url: str
+) -> None:
+    query = url.split("?", 1)[1]
+    namespace = url.split("?", 1)[0].rsplit("/", 1)[1]
+    coords = [
+        connect(f"{cluster.url.split('://')[0]}://{endpoint}/{namespace}?{query}")
+        for endpoint in cluster.endpoints
+    ]
+    first = coords[0].lock("sku")
+    assert first.acquire(timeout=5)
+    for other in coords[1:]:
+        assert other.lock("sku").acquire(blocking=False) is False
+    first.release()
+    second = coords[2].lock("sku")
+    assert second.acquire(timeout=5)
+    assert second.token > first.token
+    second.release()
+
+
+def test_nonblocking_and_timeout_leave_nothing_behind(connect) -> None:
+    holder, waiter = connect(), connect()
+    lock = holder.lock("sku")
+    assert lock.acquire()
+    other = waiter.lock("sku")
+    assert other.acquire(blocking=False) is False
+    for timeout in (0.3, 1.0):
+        started = time.monotonic()
+        assert other.acquire(timeout=timeout) is False
+        elapsed = time.monotonic() - started
+        assert timeout <= elapsed <= timeout * 1.1 + 0.1, elapsed
+    assert len(contenders(holder, lock)) == 1  # only the holder's entry
+    lock.release()
+    assert contenders(holder, lock) == []
+
+
+def test_with_after_failed_acquire_raises_and_skips_body(connect) -> None:
+    holder, waiter = connect(), connect()
+    assert holder.lock("sku").acquire()
+    ran = False
+    with pytest.raises(errors.LockTimeout), waiter.lock("sku", timeout=0.2):
+        ran = True
+    assert not ran
+
+
+def test_waiters_are_served_in_arrival_order_and_one_is_woken(connect) -> None:
+    holder = connect()
+    lock = holder.lock("fifo")
+    assert lock.acquire()
+    waiters = [connect() for _ in range(4)]
+    checks = []
+    for waiter in waiters:  # count how often each waiter re-reads the queue
+        counter = {"n": 0}
+        original = waiter._backend.predecessor
+
+        def counting(me, original=original, counter=counter):
+            counter["n"] += 1
+            return original(me)
+
+        waiter._backend.predecessor = counting  # type: ignore[method-assign]
+        checks.append(counter)
+    order: list[int] = []
+    threads = []
+    done = [threading.Event() for _ in waiters]
+    for index, waiter in enumerate(waiters):
+        def run(index=index, waiter=waiter) -> None:
+            mine = waiter.lock("fifo")
+            assert mine.acquire(timeout=30)
+            order.append(index)
+            done[index].wait(30)
+            mine.release()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        threads.append(thread)
+        wait_for(lambda n=index: len(contenders(holder, lock)) == n + 2, 10, message="enqueued")
+    wait_for(lambda: all(c["n"] >= 1 for c in checks), 10, message="all waiting")
+    before = [c["n"] for c in checks]
+    lock.release()
+    wait_for(lambda: order[:1] == [0], 10, message="first waiter served")
+    # The release woke the first waiter only; the others still wait on their watch.
+    assert [c["n"] for c in checks[1:]] == before[1:]
+    for event in done:
+        event.set()
+    for thread in threads:
+        thread.join(30)
+    assert order == [0, 1, 2, 3]
+
+
+def test_tokens_strictly_increase_across_holders(connect) -> None:
+    coords = [connect(), connect()]
+    tokens = []
+    for i in range(6):
+        with coords[i % 2].lock("tokens", timeout=5) as held:
+            tokens.append(held.token)
+    assert tokens == sorted(tokens) and len(set(tokens)) == len(tokens)
+
+
+def test_same_name_is_same_lock_and_names_are_distinct(connect) -> None:
+    a, b = connect(), connect()
+    assert a.lock("x/y").acquire()
+    assert b.lock("x/y").acquire(blocking=False) is False
+    for other in ("x", "x/y/z", "x/yz", "xy"):  # prefixes never collide
+        mine = b.lock(other)
+        assert mine.acquire(blocking=False), other
+        mine.release()
+
+
+def test_two_lock_objects_in_one_client_exclude_each_other(coord) -> None:
+    first, second = coord.lock("local"), coord.lock("local")
+    assert first.acquire()
+    assert second.acquire(timeout=0.2) is False
+    released = threading.Timer(0.2, first.release)
+    released.start()
+    assert second.acquire(timeout=5)
+    assert second.token > first.token
+    second.release()
+
+
+def test_close_releases_locks_at_once(connect) -> None:
+    a, b = connect(), connect()
+    assert a.lock("bye").acquire()
+    a.close()
+    started = time.monotonic()
+    assert b.lock("bye").acquire(timeout=TTL)
+    assert time.monotonic() - started < 1.0
+
+
+def test_closed_client_fails_fast(connect) -> None:
+    coord = connect()
+    lock = coord.lock("c")
+    coord.close()
+    started = time.monotonic()
+    with pytest.raises(errors.ClientClosed):
+        lock.acquire(timeout=5)
+    with pytest.raises(errors.ClientClosed):
+        coord.lock("d")
+    assert time.monotonic() - started < 1.0
+    coord.close()  # idempotent

@@ -1,0 +1,83 @@
+"""Traps the peers fell into: lost create replies, adopting an old session's node,
+stale releases, and sequence numbers compared as strings."""
+
+from __future__ import annotations
+
+import pytest
+
+import coordination
+from coordination.backends.base import Contender
+from coordination.backends.zookeeper import CONTENDER_RE, _sequence
+
+from .helpers import contenders
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_create_whose_reply_was_lost_is_found_not_repeated(coord: coordination.Coordinator) -> None:
+    """The write reaches the server but its reply is lost: the retry must find it."""
+    backend = coord._backend
+    lost_once = {"done": False}
+    if coord.backend == "zookeeper":
+        from kazoo.exceptions import ConnectionLoss
+
+        client = backend.client  # type: ignore[attr-defined]
+        real = client.create
+
+        def create_then_lose_reply(*args, **kwargs):
+            result = real(*args, **kwargs)
+            if not lost_once["done"]:
+                lost_once["done"] = True
+                raise ConnectionLoss("reply lost (injected)")
+            return result
+
+        client.create = create_then_lose_reply
+    else:
+        from pyetcd.exceptions import ConnectionFailedError
+
+        real = backend._rpc  # type: ignore[attr-defined]
+
+        def txn_then_lose_reply(stub, method, request, timeout=None):
+            result = real(stub, method, request, timeout)
+            if method == "Txn" and not lost_once["done"]:
+                lost_once["done"] = True
+                raise ConnectionFailedError()
+            return result
+
+        backend._rpc = txn_then_lose_reply  # type: ignore[attr-defined]
+    lock = coord.lock("sku")
+    assert lock.acquire(timeout=5)
+    assert lost_once["done"]
+    assert len(contenders(coord, lock)) == 1  # one entry, and it is ours
+    lock.release()
+    assert contenders(coord, lock) == []
+
+
+def test_zookeeper_never_adopts_a_node_of_another_session(connect, backend: str) -> None:
+    if backend != "zookeeper":
+        pytest.skip("ZooKeeper-specific")
+    ours, theirs = connect(), connect()
+    path = ours.lock("sku").path
+    prefix = "0123456789abcdef0123456789abcdef__lock__"
+    theirs._backend.client.create(  # type: ignore[attr-defined]
+        f"{path}/{prefix}", b"", ephemeral=True, sequence=True, makepath=True
+    )
+    session = ours._backend.session()
+    assert ours._backend._find_own(path, prefix, session) is None  # type: ignore[attr-defined]
+
+
+def test_a_stale_retried_release_never_deletes_a_newer_entry(coord: coordination.Coordinator) -> None:
+    lock = coord.lock("sku")
+    assert lock.acquire()
+    old: Contender = lock._entry  # type: ignore[assignment]
+    lock.release()
+    assert lock.acquire()  # etcd: same lease, same key, newer create revision
+    coord._backend._delete_entry(old)  # the old release, retried late
+    assert lock.held and len(contenders(coord, lock)) == 1
+    lock.release()
+
+
+def test_sequence_numbers_compare_as_integers() -> None:
+    names = ["a__lock__0000000010", "b__lock__0000000009", "c-lock-0000000100", "d__lock__-2147483648"]
+    assert sorted(names, key=_sequence) == [names[3], names[1], names[0], names[2]]
+    assert CONTENDER_RE.search("not-a-contender") is None

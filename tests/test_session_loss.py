@@ -1,0 +1,84 @@
+"""Session loss: ``held`` turns False, ``ensure_held`` raises ``LockLost``, callbacks
+run, and others get the lock. The loss is real: the ZooKeeper session is expired on the
+server (a second handle with the same id and password closes it); the etcd lease is
+revoked on the server."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from kazoo.client import KazooClient
+
+import coordination
+from coordination import errors
+from coordination.session import SessionState
+
+from .conftest import TTL
+from .helpers import contenders, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def expire_session(coord: coordination.Coordinator) -> None:
+    """End ``coord``'s current session on the server side."""
+    backend = coord._backend
+    session = backend.session()
+    if coord.backend == "zookeeper":
+        session_id, password = backend.client.client_id  # type: ignore[attr-defined]
+        twin = KazooClient(hosts=",".join(coord.config.endpoints), client_id=(session_id, password))
+        twin.start(timeout=10)
+        twin.stop()  # closing the twin closes the shared session on the server
+        twin.close()
+    else:
+        backend._client.revoke_lease(session.id)  # type: ignore[attr-defined]
+
+
+def test_lost_session_is_noticed_and_lock_passes_on(connect) -> None:
+    owner, other = connect(), connect()
+    lock = owner.lock("sku")
+    lost = threading.Event()
+    lock.on_lost(lambda _lock: lost.set())
+    states: list[SessionState] = []
+    owner.add_listener(states.append)
+    assert lock.acquire()
+    token = lock.token
+    expire_session(owner)
+    assert lost.wait(TTL * 2), "lost callback did not run"
+    assert not lock.held
+    with pytest.raises(errors.LockLost):
+        lock.ensure_held()
+    assert SessionState.LOST in states
+    theirs = other.lock("sku")
+    assert theirs.acquire(timeout=TTL)
+    assert theirs.token > token
+    with pytest.raises(errors.LockLost):
+        lock.release()  # the lost hold is reported, never silently "released"
+    # The coordinator recovers with a new session and works again.
+    theirs.release()
+    assert lock.acquire(timeout=10) and lock.held
+    lock.release()
+
+
+def test_waiter_whose_session_is_lost_does_not_hold_a_dead_entry(connect) -> None:
+    holder, waiter = connect(), connect()
+    lock = holder.lock("sku")
+    assert lock.acquire()
+    mine = waiter.lock("sku")
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(mine.acquire(timeout=20)))
+    thread.start()
+    wait_for(lambda: len(contenders(holder, lock)) == 2, 10, message="waiter enqueued")
+    old = waiter._backend.session()
+    expire_session(waiter)
+    wait_for(lambda: not old.alive, TTL * 2, message="waiter noticed its loss")
+    lock.release()
+    thread.join(20)
+    assert result == [True]
+    # It holds through a live session, with an entry that is really on the server.
+    assert mine.held and mine._entry.session is not old  # type: ignore[union-attr]
+    assert mine._entry.key.rsplit("/", 1)[-1] in [  # type: ignore[union-attr]
+        c.rsplit("/", 1)[-1] for c in contenders(holder, lock)
+    ]
+    mine.release()
+    assert contenders(holder, lock) == []
