@@ -10,7 +10,8 @@ from . import errors
 from .client import Coordinator, connect
 from .config import Config
 from .recipes.lock import Lock
+from .recipes.queue import Queue, Task
 from .session import SessionState
 
-__all__ = ["Config", "Coordinator", "Lock", "SessionState", "connect", "errors"]
+__all__ = ["Config", "Coordinator", "Lock", "Queue", "SessionState", "Task", "connect", "errors"]
 __version__ = "0.1.0"

@@ -10,6 +10,7 @@ from .backends.base import Backend
 from .config import Config
 from .errors import ConfigError
 from .recipes.lock import Lock
+from .recipes.queue import Queue
 from .session import Listener, SessionState
 
 
@@ -84,6 +85,11 @@ class Coordinator:
             self._backend, name, timeout, raw_prefix=raw_prefix, identifier=identifier,
             node_style=node_style,
         )
+
+    def queue(self, name: str, max_attempts: int = 5) -> Queue:
+        """An at-least-once work queue (see :mod:`coordination.recipes.queue`)."""
+        self._backend._check_open()
+        return Queue(self._backend, name, max_attempts=max_attempts)
 
     def close(self) -> None:
         """End the session (releasing its locks at once). Idempotent."""

@@ -16,11 +16,13 @@ import abc
 import dataclasses
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ..config import Config
 from ..errors import ClientClosed, CoordinationError, SessionLost
 from ..session import Session, SessionState
+from .kv import Check, Entry, Op
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +157,35 @@ class Backend(abc.ABC):
             pending, self._orphans = self._orphans, []
         for me in pending:
             self.withdraw(me)
+
+    # --- transactional key-value (see kv.py), for the queue ----------------------------
+
+    @abc.abstractmethod
+    def kv_root(self, kind: str, name: str) -> str:
+        """Root path (no trailing ``/``) of recipe ``kind`` named ``name``."""
+
+    @abc.abstractmethod
+    def kv_get(self, key: str) -> Entry | None:
+        """The entry at ``key`` or None, by a linearizable read (ZooKeeper: after sync)."""
+
+    @abc.abstractmethod
+    def kv_commit(self, checks: Sequence[Check], ops: Sequence[Op],
+                  session: Session | None = None) -> int | None:
+        """Apply ``ops`` atomically if every check holds: the commit's stamp, or None if
+        a check failed. Ephemeral creates belong to ``session``. Raises
+        ``OutcomeUnknown`` if the reply was lost (the commit may have applied)."""
+
+    @abc.abstractmethod
+    def kv_leaves(self, root: str, depth: int, limit: int) -> list[str]:
+        """Up to ``limit`` keys ``depth`` levels below ``root``, in key order."""
+
+    @abc.abstractmethod
+    def kv_count(self, root: str, depth: int) -> int:
+        """How many keys lie ``depth`` levels below ``root``."""
+
+    @abc.abstractmethod
+    def kv_wait(self, key: str, seen: Entry | None, timeout: float) -> None:
+        """Return when ``key`` changed since ``seen`` was read, or after ``timeout``."""
 
     # --- lifecycle ---------------------------------------------------------------------
 

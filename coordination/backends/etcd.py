@@ -34,6 +34,7 @@ from ..config import Config
 from ..errors import BackendUnavailable, CoordinationError, InvalidArgument, SessionLost
 from ..session import Session, SessionState
 from .base import Backend, Blocker, Contender
+from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Update, Version
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,7 +60,82 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, _TRANSIENT)
 
 
-class EtcdBackend(Backend):
+class _EtcdKV:
+    """The transactional key-value primitive (kv.py) on etcd: one Txn per commit."""
+
+    def kv_root(self: EtcdBackend, kind: str, name: str) -> str:  # type: ignore[misc]
+        return self.recipe_path(kind, name).rstrip("/")
+
+    def kv_get(self: EtcdBackend, key: str) -> Entry | None:  # type: ignore[misc]
+        reply = self.range(None, etcdrpc.RangeRequest(key=key.encode()))
+        if not reply.kvs:
+            return None
+        kv = reply.kvs[0]
+        return Entry(key, kv.value, kv.mod_revision, kv.mod_revision, kv.lease)
+
+    def kv_commit(  # type: ignore[misc]
+        self: EtcdBackend, checks: list[Check], ops: list[Op], session: Session | None = None
+    ) -> int | None:
+        compare = []
+        for check in checks:
+            if isinstance(check, Absent):
+                compare.append(_created(check.key.encode(), 0))
+            else:
+                compare.append(etcdrpc.Compare(
+                    key=check.key.encode(), target=etcdrpc.Compare.MOD,
+                    result=etcdrpc.Compare.EQUAL, mod_revision=check.version,
+                ))
+        success = []
+        for op in ops:
+            if isinstance(op, Delete):
+                success.append(etcdrpc.RequestOp(
+                    request_delete_range=etcdrpc.DeleteRangeRequest(key=op.key.encode())))
+            else:
+                lease = 0
+                if isinstance(op, Create) and op.ephemeral:
+                    assert session is not None
+                    lease = session.id
+                success.append(etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(
+                    key=op.key.encode(), value=op.value, lease=lease)))
+        request = etcdrpc.TxnRequest(compare=compare, success=success)
+        try:
+            reply = self._call(session, self._rpc, "kvstub", "Txn", request, timeout=0)
+        except BackendUnavailable as exc:
+            # The Txn may have been applied before the connection broke.
+            raise OutcomeUnknown(str(exc)) from None
+        return reply.header.revision if reply.succeeded else None
+
+    def kv_leaves(self: EtcdBackend, root: str, depth: int, limit: int) -> list[str]:  # type: ignore[misc]
+        prefix = (root + "/").encode()
+        reply = self.range(None, etcdrpc.RangeRequest(
+            key=prefix, range_end=prefix_range_end(prefix), limit=limit, keys_only=True))
+        return [kv.key.decode() for kv in reply.kvs]
+
+    def kv_count(self: EtcdBackend, root: str, depth: int) -> int:  # type: ignore[misc]
+        prefix = (root + "/").encode()
+        reply = self.range(None, etcdrpc.RangeRequest(
+            key=prefix, range_end=prefix_range_end(prefix), count_only=True))
+        return int(reply.count)
+
+    def kv_wait(self: EtcdBackend, key: str, seen: Entry | None, timeout: float) -> None:  # type: ignore[misc]
+        woken = threading.Event()
+        start = (seen.version + 1) if seen is not None else None
+        try:
+            watch_id = self._call(None, self._client.add_watch_callback, key.encode(),
+                                  lambda _r: woken.set(), start_revision=start)
+        except CoordinationError:
+            time.sleep(min(timeout, 0.1))
+            return
+        try:
+            woken.wait(timeout)
+        finally:
+            try:
+                self._client.cancel_watch(watch_id)
+            except Exception:
+                pass
+
+
+class EtcdBackend(_EtcdKV, Backend):
     name = "etcd"
     one_entry_per_session = True
 

@@ -24,6 +24,9 @@ from typing import Any, TypeVar
 from kazoo.client import KazooClient
 from kazoo.exceptions import (
     ConnectionClosedError,
+    ConnectionLoss,
+    NodeExistsError,
+    OperationTimeoutError,
     KazooException,
     NoNodeError,
     NotEmptyError,
@@ -37,6 +40,7 @@ from ..config import Config
 from ..errors import BackendUnavailable, ClientClosed, CoordinationError, SessionLost
 from ..session import Session, SessionState
 from .base import Backend, Blocker, Contender
+from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Update, Version
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,7 +78,145 @@ if _conn_logger.level == logging.NOTSET or _conn_logger.level > 5:
     _conn_logger.setLevel(5)  # the filter drops the BLATHER records it reads
 
 
-class ZooKeeperBackend(Backend):
+class _ZooKeeperKV:
+    """The transactional key-value primitive (kv.py) on ZooKeeper: one ``multi`` per
+    commit; keys are znodes, parents are created on demand and cached."""
+
+    def kv_root(self: ZooKeeperBackend, kind: str, name: str) -> str:  # type: ignore[misc]
+        return self.recipe_path(kind, name)
+
+    def kv_get(self: ZooKeeperBackend, key: str) -> Entry | None:  # type: ignore[misc]
+        try:
+            data, stat = self._call(None, self._client.get, key)
+        except NoNodeError:
+            return None
+        return Entry(key, data, stat.version, stat.mzxid, stat.ephemeralOwner)
+
+    def _ensure_parent(self: ZooKeeperBackend, key: str) -> None:  # type: ignore[misc]
+        parent = key.rsplit("/", 1)[0]
+        if parent not in self._assured:
+            self._call(None, self._client.ensure_path, parent)
+            self._assured.add(parent)
+
+    def kv_commit(  # type: ignore[misc]
+        self: ZooKeeperBackend, checks: list[Check], ops: list[Op], session: Session | None = None
+    ) -> int | None:
+        for op in ops:
+            if isinstance(op, Create):
+                self._ensure_parent(op.key)
+        for check in checks:
+            if isinstance(check, Absent):
+                self._ensure_parent(check.key)
+        for _attempt in range(3):
+            result = self._multi(checks, ops, session)
+            if result != "parent":
+                return result  # type: ignore[return-value]
+            self._assured.clear()  # an empty bucket was removed under us
+            for op in ops:
+                if isinstance(op, Create):
+                    self._ensure_parent(op.key)
+        return None
+
+    def _multi(self: ZooKeeperBackend, checks: list[Check], ops: list[Op],  # type: ignore[misc]
+               session: Session | None) -> int | str | None:
+        self._check_open()
+        if session is not None:
+            session.check()
+        txn = self._client.transaction()
+        for check in checks:
+            if isinstance(check, Absent):  # ZooKeeper has no "absent" check: create+delete
+                txn.create(check.key, b"")
+                txn.delete(check.key)
+            else:
+                txn.check(check.key, check.version)
+        update_at = None
+        for op in ops:
+            if isinstance(op, Create):
+                txn.create(op.key, op.value, ephemeral=op.ephemeral)
+            elif isinstance(op, Update):
+                if update_at is None:
+                    update_at = len(txn.operations)
+                txn.set_data(op.key, op.value)
+            else:
+                txn.delete(op.key)
+        try:
+            results = txn.commit()
+        except (ConnectionLoss, OperationTimeoutError, SessionExpiredError) as exc:
+            raise OutcomeUnknown(str(exc)) from None
+        except ConnectionClosedError:
+            self._check_open()
+            raise OutcomeUnknown("connection closed") from None
+        except KazooException as exc:
+            raise CoordinationError(f"ZooKeeper error: {type(exc).__name__}: {exc}") from None
+        failures = [(i, r) for i, r in enumerate(results) if isinstance(r, Exception)]
+        if failures:
+            real = [(i, r) for i, r in failures if type(r).__name__ != "RolledBackError"]
+            if real and isinstance(real[0][1], NoNodeError):
+                index = real[0][0]
+                kind = txn.operations[index]
+                if type(kind).__name__ == "Create":
+                    return "parent"
+            return None
+        if update_at is not None:
+            return int(results[update_at].mzxid)
+        return 0
+
+    def kv_leaves(self: ZooKeeperBackend, root: str, depth: int, limit: int) -> list[str]:  # type: ignore[misc]
+        found: list[str] = []
+        self._walk(root, depth, limit, found)
+        return found
+
+    def _walk(self: ZooKeeperBackend, node: str, depth: int, limit: int,  # type: ignore[misc]
+              found: list[str]) -> None:
+        try:
+            children = sorted(self._call(None, self._client.get_children, node))
+        except NoNodeError:
+            return
+        if depth == 1:
+            found.extend(f"{node}/{child}" for child in children[: limit - len(found)])
+            return
+        for child in children:
+            before = len(found)
+            self._walk(f"{node}/{child}", depth - 1, limit, found)
+            if len(found) >= limit:
+                return
+            if len(found) == before and depth == 2:
+                self._prune(f"{node}/{child}")
+
+    def _prune(self: ZooKeeperBackend, bucket: str) -> None:  # type: ignore[misc]
+        """Remove an empty bucket so that listings stay short; harmless if refilled."""
+        try:
+            self._client.delete(bucket)
+            self._assured.discard(bucket)
+        except (NoNodeError, NotEmptyError):
+            pass
+        except KazooException:
+            pass
+
+    def kv_count(self: ZooKeeperBackend, root: str, depth: int) -> int:  # type: ignore[misc]
+        if depth == 1:
+            stat = self._call(None, self._client.exists, root)
+            return 0 if stat is None else int(stat.numChildren)
+        try:
+            children = self._call(None, self._client.get_children, root)
+        except NoNodeError:
+            return 0
+        return sum(self.kv_count(f"{root}/{child}", depth - 1) for child in children)
+
+    def kv_wait(self: ZooKeeperBackend, key: str, seen: Entry | None, timeout: float) -> None:  # type: ignore[misc]
+        woken = threading.Event()
+        try:
+            stat = self._call(None, self._client.exists, key, watch=lambda _e: woken.set())
+        except CoordinationError:
+            time.sleep(min(timeout, 0.1))
+            return
+        if (stat is None) != (seen is None) or (stat is not None and seen is not None
+                                                 and stat.mzxid != seen.stamp):
+            return
+        woken.wait(timeout)
+
+
+class ZooKeeperBackend(_ZooKeeperKV, Backend):
     name = "zookeeper"
 
     def __init__(self, config: Config) -> None:

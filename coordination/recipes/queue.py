@@ -1,0 +1,541 @@
+"""An at-least-once work queue with acks, retries, priorities, delays, ordering keys and
+dead letters, over the backend's transactional key-value primitive (``kv.py``).
+
+Layout under the queue's root (fixed-width names, so key order is delivery order)::
+
+    t/ID                        task record: JSON header, newline, payload
+    r/PRI/BUCKET/SEQ.ID         ready index (PRI: 200 - priority, so higher comes first)
+    w/BUCKET/DUE.ID             delayed index, by due time
+    f/ID                        in flight (persistent) ...
+    c/ID                        ... and its claim, tied to the worker's session
+    d/ID                        dead letters
+    k/KEY/SEQ.ID, n/KEY         per ordering key: its FIFO and the count of its tasks
+    bell                        touched by every change that may make a task ready
+
+Every state change is one atomic commit with checks, so a task is in exactly one index.
+A claim is the pair ``f/ID`` + ephemeral ``c/ID`` plus a new version of ``t/ID``; its
+token is the stamp of that commit. ``ack``/``nack`` check that version: if the claim was
+lost and the task handed out again, they raise ``ClaimLost`` and change nothing. A claim
+whose ``c/ID`` vanished with its session is put back (attempts + 1) by any consumer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+from ..backends.base import Backend
+from ..backends.kv import Absent, Create, Delete, Entry, Op, OutcomeUnknown, Update, Version
+from ..errors import (
+    AlreadyAcknowledged,
+    BackendUnavailable,
+    ClaimLost,
+    InvalidArgument,
+    InvalidPayload,
+    PayloadTooLarge,
+    TaskNotFound,
+    WrongQueue,
+)
+from ..names import validate_name
+from .lock import check_timeout
+
+MIN_PRIORITY, MAX_PRIORITY = -100, 100
+#: Safe payload size: below ZooKeeper's 1 MiB packet and etcd's 1.5 MiB request limit.
+MAX_PAYLOAD = 900 * 1024
+BUCKET_NS = 10**10  # ready/delayed buckets of 10 s keep ZooKeeper listings short
+_BATCH = 40  # tasks per put_many commit (etcd allows 128 operations per transaction)
+
+
+def _encode(payload: object) -> bytes:
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    if not isinstance(payload, bytes | bytearray | memoryview):
+        raise InvalidPayload(f"payload must be bytes or str, got {type(payload).__name__}")
+    data = bytes(payload)
+    if len(data) > MAX_PAYLOAD:
+        raise PayloadTooLarge(f"payload of {len(data)} bytes exceeds {MAX_PAYLOAD} bytes")
+    return data
+
+
+class _Clock:
+    """Put order: nanoseconds, strictly increasing within this process."""
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._guard = threading.Lock()
+
+    def next(self) -> int:
+        with self._guard:
+            self._last = max(time.time_ns(), self._last + 1)
+            return self._last
+
+
+_clock = _Clock()
+
+
+class Task:
+    """A claimed task. ``token`` is a fencing token for side effects: it grows across
+    successive claims of the task. Use as a context manager to ack on success and nack
+    on an exception."""
+
+    def __init__(self, queue: Queue, header: dict[str, Any], data: bytes, version: int,
+                 token: int) -> None:
+        self._queue = queue
+        self._header = header
+        self.id: str = header["id"]
+        self.data = data
+        self.priority: int = header["p"]
+        self.key: str | None = header["k"]
+        self.attempts: int = header["a"]
+        self.error: str | None = header.get("e")
+        self.token = token
+        self._version = version
+        self._settled = False
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id} priority={self.priority} key={self.key} attempts={self.attempts}>"
+
+    @property
+    def queue_name(self) -> str:
+        return self._queue.name
+
+    def ack(self) -> None:
+        """Done: remove the task for good. ``ClaimLost`` if the claim is gone."""
+        self._queue.ack(self)
+
+    def nack(self, delay: float = 0.0, error: str | None = None) -> None:
+        """Failed: back in the queue after ``delay`` (attempts + 1), or to the dead
+        letters after ``max_attempts``. ``ClaimLost`` if the claim is gone."""
+        self._queue.nack(self, delay=delay, error=error)
+
+    def __enter__(self) -> Task:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.ack()
+        elif not self._settled:
+            self.nack(error=f"{exc_type.__name__}: {exc}")
+
+
+class Queue:
+    """A named work queue; the same name is the same queue in every process."""
+
+    def __init__(self, backend: Backend, name: str, max_attempts: int = 5) -> None:
+        validate_name(name, "queue name")
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise InvalidArgument(f"max_attempts must be an int >= 1, got {max_attempts!r}")
+        self.name = name
+        self.max_attempts = max_attempts
+        self._backend = backend
+        self._root = backend.kv_root("queues", name)
+        self._bell = f"{self._root}/bell"
+        self._last_reap = 0.0
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name!r}>"
+
+    # --- keys ----------------------------------------------------------------------------
+
+    def _k(self, *parts: str) -> str:
+        return "/".join((self._root, *parts))
+
+    def _ready_key(self, h: dict[str, Any]) -> str:
+        return self._k("r", f"{200 - h['p'] + 100:03d}", f"{h['s'] // BUCKET_NS:011d}",
+                       f"{h['s']:020d}.{h['id']}")
+
+    def _delayed_key(self, h: dict[str, Any]) -> str:
+        due = h["due"]
+        return self._k("w", f"{due // BUCKET_NS:011d}", f"{due:020d}.{h['id']}")
+
+    def _key_dir(self, key: str) -> str:
+        return hashlib.sha1(key.encode()).hexdigest()[:24]
+
+    def _index_key(self, h: dict[str, Any]) -> str:
+        return self._delayed_key(h) if h.get("due", 0) > time.time_ns() else self._ready_key(h)
+
+    @staticmethod
+    def _pack(h: dict[str, Any], data: bytes) -> bytes:
+        return json.dumps(h, separators=(",", ":")).encode() + b"\n" + data
+
+    @staticmethod
+    def _unpack(value: bytes) -> tuple[dict[str, Any], bytes]:
+        header, _, data = value.partition(b"\n")
+        return json.loads(header), data
+
+    # --- put -----------------------------------------------------------------------------
+
+    def _header(self, priority: int, delay: float, key: str | None, id: str | None) -> dict[str, Any]:
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise InvalidArgument(f"priority must be an int, got {priority!r}")
+        if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+            raise InvalidArgument(f"priority must be in [{MIN_PRIORITY}, {MAX_PRIORITY}]")
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or not math.isfinite(delay) \
+                or delay < 0:
+            raise InvalidArgument(f"delay must be a number of seconds >= 0, got {delay!r}")
+        if key is not None and (not isinstance(key, str) or not key or len(key) > 256):
+            raise InvalidArgument("key must be a non-empty str of at most 256 characters")
+        if id is None:
+            id = uuid.uuid4().hex
+        elif not isinstance(id, str) or not id or len(id) > 128 or not all(
+            c.isalnum() or c in "-_.:@" for c in id
+        ):
+            raise InvalidArgument("id must be 1-128 characters of letters, digits, -_.:@")
+        seq = _clock.next()
+        due = time.time_ns() + int(delay * 1e9) if delay > 0 else 0
+        return {"id": id, "p": priority, "k": key, "a": 0, "s": seq, "due": due}
+
+    def put(self, data: bytes | str, priority: int = 0, delay: float = 0.0,
+            key: str | None = None, id: str | None = None) -> str:
+        """Store a task; its id. With an ``id`` already in the queue, nothing is stored
+        again (a producer may retry after a lost reply). Raises ``InvalidPayload``,
+        ``PayloadTooLarge``, ``InvalidArgument``, ``BackendUnavailable``."""
+        payload = _encode(data)
+        header = self._header(priority, delay, key, id)
+        if key is None:
+            self._commit_puts([(header, payload)])
+        else:
+            self._put_keyed(header, payload)
+        return header["id"]
+
+    def put_many(self, items: Iterable[bytes | str], priority: int = 0, delay: float = 0.0,
+                 key: str | None = None) -> list[str]:
+        """Store several tasks (one commit per batch of up to 40 where there is no key)."""
+        payloads = [_encode(item) for item in items]
+        tasks = [(self._header(priority, delay, key, None), p) for p in payloads]
+        if key is not None:
+            for header, payload in tasks:
+                self._put_keyed(header, payload)
+        else:
+            for start in range(0, len(tasks), _BATCH):
+                self._commit_puts(tasks[start:start + _BATCH])
+        return [header["id"] for header, _ in tasks]
+
+    def _commit_puts(self, tasks: Sequence[tuple[dict[str, Any], bytes]]) -> None:
+        checks = [Absent(self._k("t", h["id"])) for h, _ in tasks]
+        ops: list[Op] = []
+        for h, payload in tasks:
+            ops += [Create(self._k("t", h["id"]), self._pack(h, payload)),
+                    Create(self._index_key(h), h["id"].encode())]
+        ops.append(self._ring())
+        while True:
+            try:
+                if self._backend.kv_commit(checks, ops) is not None:
+                    return
+            except OutcomeUnknown:
+                pass
+            # A check failed (an id exists) or the outcome is unknown: keep the tasks
+            # that are not stored yet, and store those.
+            missing = [(h, p) for h, p in tasks if self._backend.kv_get(self._k("t", h["id"])) is None]
+            if not missing:
+                return
+            if len(missing) == len(tasks) and len(tasks) == 1:
+                continue  # unknown outcome, not applied: retry
+            tasks = missing
+            return self._commit_puts(tasks)
+
+    def _ring(self) -> Op:
+        return Update(self._bell, b"") if self._bell_exists() else Create(self._bell, b"")
+
+    def _bell_exists(self) -> bool:
+        if getattr(self, "_bell_ok", False):
+            return True
+        if self._backend.kv_get(self._bell) is None:
+            try:
+                self._backend.kv_commit([Absent(self._bell)], [Create(self._bell, b"")])
+            except OutcomeUnknown:
+                pass
+        self._bell_ok = True
+        return True
+
+    def _put_keyed(self, h: dict[str, Any], payload: bytes) -> None:
+        kd = self._key_dir(h["k"])
+        count_key = self._k("n", kd)
+        task_key = self._k("t", h["id"])
+        h["q"] = f"{h['s']:020d}.{h['id']}"
+        while True:
+            count = self._backend.kv_get(count_key)
+            n = int(count.value) if count is not None else 0
+            checks = [Absent(task_key),
+                      Version(count_key, count.version) if count else Absent(count_key)]
+            ops: list[Op] = [
+                Create(task_key, self._pack(h, payload)),
+                Create(self._k("k", kd, h["q"]), h["id"].encode()),
+                Update(count_key, str(n + 1).encode()) if count else
+                Create(count_key, str(n + 1).encode()),
+            ]
+            if n == 0:  # first of its key: ready (or delayed) now; else it waits its turn
+                ops += [Create(self._index_key(h), h["id"].encode()), self._ring()]
+            try:
+                if self._backend.kv_commit(checks, ops) is not None:
+                    return
+            except OutcomeUnknown:
+                pass
+            if self._backend.kv_get(task_key) is not None:
+                return  # stored (by us before a lost reply, or an earlier put of this id)
+
+    # --- get -----------------------------------------------------------------------------
+
+    def get(self, timeout: float | None = None) -> Task | None:
+        """Claim the next task (highest priority, then oldest); None after ``timeout``
+        seconds without one (``timeout=0``: only look once)."""
+        timeout = check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            bell = self._backend.kv_get(self._bell)
+            self._maintain()
+            task = self._try_claim()
+            if task is not None:
+                return task
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            ttl = self._backend.session().ttl
+            wait = ttl / 2 if remaining is None else min(remaining, ttl / 2)
+            next_due = self._next_due()
+            if next_due is not None:
+                wait = min(wait, max(0.01, next_due))
+            self._backend.kv_wait(self._bell, bell, wait)
+
+    def _try_claim(self) -> Task | None:
+        for ready_key in self._backend.kv_leaves(self._k("r"), 3, 8):
+            task = self._claim(ready_key)
+            if task is not None:
+                return task
+        return None
+
+    def _claim(self, ready_key: str) -> Task | None:
+        task_id = ready_key.rsplit("/", 1)[1].split(".", 1)[1]
+        record = self._backend.kv_get(self._k("t", task_id))
+        if record is None:
+            return None
+        h, data = self._unpack(record.value)
+        session = self._backend.session()
+        h["state"] = "claimed"
+        h["claims"] = h.get("claims", 0) + 1
+        checks = [Version(record.key, record.version), Absent(self._k("c", task_id))]
+        ops: list[Op] = [
+            Delete(ready_key),
+            Update(record.key, self._pack(h, data)),
+            Create(self._k("f", task_id), b""),
+            Create(self._k("c", task_id), str(session.id).encode(), ephemeral=True),
+        ]
+        try:
+            stamp = self._backend.kv_commit(checks, ops, session)
+        except OutcomeUnknown:
+            claim = self._backend.kv_get(self._k("c", task_id))
+            if claim is None or claim.value != str(session.id).encode():
+                return None
+            stamp = None
+        if stamp is None:
+            # Lost the race, or (after an unknown outcome) verify that we won it.
+            claim = self._backend.kv_get(self._k("c", task_id))
+            if claim is None or claim.value != str(session.id).encode() or not session.alive:
+                return None
+        current = self._backend.kv_get(record.key)
+        if current is None:
+            return None
+        h, data = self._unpack(current.value)
+        task = Task(self, h, data, current.version, current.stamp)
+        task._session = session  # type: ignore[attr-defined]
+        return task
+
+    # --- settle --------------------------------------------------------------------------
+
+    def _own(self, task: Task) -> Entry:
+        if task._queue is not self and (task._queue.name != self.name
+                                         or task._queue._backend is not self._backend):
+            raise WrongQueue(f"task {task.id} belongs to queue {task.queue_name!r}")
+        if task._settled:
+            raise AlreadyAcknowledged(f"task {task.id} was already acked or nacked")
+        record = self._backend.kv_get(self._k("t", task.id))
+        claim = self._backend.kv_get(self._k("c", task.id))
+        session = getattr(task, "_session", None)
+        if (record is None or record.version != task._version or claim is None
+                or session is None or not session.alive):
+            raise ClaimLost(f"the claim on task {task.id} is lost")
+        return record
+
+    def ack(self, task: Task) -> None:
+        """See :meth:`Task.ack`."""
+        self._settle(task, done=True)
+
+    def nack(self, task: Task, delay: float = 0.0, error: str | None = None) -> None:
+        """See :meth:`Task.nack`."""
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0 \
+                or not math.isfinite(delay):
+            raise InvalidArgument(f"delay must be a number of seconds >= 0, got {delay!r}")
+        self._settle(task, done=False, delay=delay, error=error or "nack")
+
+    def _settle(self, task: Task, done: bool, delay: float = 0.0, error: str = "") -> None:
+        while True:
+            record = self._own(task)
+            h, data = self._unpack(record.value)
+            checks: list[Any] = [Version(record.key, record.version)]
+            ops: list[Op] = [Delete(self._k("c", task.id)), Delete(self._k("f", task.id))]
+            if done:
+                ops.append(Delete(record.key))
+                ops += self._release_key(h, checks)
+            else:
+                ops += self._requeue(h, data, record.key, delay, error, checks)
+            try:
+                if self._backend.kv_commit(checks, ops, getattr(task, "_session", None)) is not None:
+                    task._settled = True
+                    return
+            except OutcomeUnknown:
+                current = self._backend.kv_get(record.key)
+                if current is None or current.version != record.version:
+                    task._settled = True  # applied before the reply was lost
+                    return
+            # A check failed: a concurrent put of the same key, or the claim was lost;
+            # _own() tells which on the next round.
+
+    def _requeue(self, h: dict[str, Any], data: bytes, record_key: str, delay: float,
+                 error: str, checks: list[Any]) -> list[Op]:
+        """Ops putting a failed task back, or into the dead letters after max_attempts."""
+        h["a"] += 1
+        h["e"] = error[:2000]
+        h["state"] = "ready"
+        if h["a"] >= self.max_attempts:
+            h["state"] = "dead"
+            return [Update(record_key, self._pack(h, data)), Create(self._k("d", h["id"]), b"")]
+        h["due"] = time.time_ns() + int(delay * 1e9) if delay > 0 else 0
+        return [Update(record_key, self._pack(h, data)), Create(self._index_key(h), b""),
+                self._ring()]
+
+    def _release_key(self, h: dict[str, Any], checks: list[Any]) -> list[Op]:
+        """Ops ending a keyed task's turn: the next task of its key becomes ready."""
+        if h.get("k") is None:
+            return []
+        kd = self._key_dir(h["k"])
+        count_key = self._k("n", kd)
+        count = self._backend.kv_get(count_key)
+        assert count is not None
+        checks.append(Version(count_key, count.version))
+        n = int(count.value) - 1
+        ops: list[Op] = [Delete(self._k("k", kd, h["q"]))]
+        ops.append(Update(count_key, str(n).encode()) if n > 0 else Delete(count_key))
+        if n > 0:
+            following = [k for k in self._backend.kv_leaves(self._k("k", kd), 1, 2)
+                         if not k.endswith("/" + h["q"])]
+            if following:
+                next_id = following[0].rsplit("/", 1)[1].split(".", 1)[1]
+                nxt = self._backend.kv_get(self._k("t", next_id))
+                if nxt is not None:
+                    nh, _ = self._unpack(nxt.value)
+                    checks.append(Version(nxt.key, nxt.version))
+                    ops += [Create(self._index_key(nh), b""), self._ring()]
+        return ops
+
+    # --- maintenance: due delayed tasks, and claims lost with their session -----------------
+
+    def _next_due(self) -> float | None:
+        first = self._backend.kv_leaves(self._k("w"), 2, 1)
+        if not first:
+            return None
+        due = int(first[0].rsplit("/", 1)[1].split(".", 1)[0])
+        return (due - time.time_ns()) / 1e9
+
+    def _maintain(self) -> None:
+        now = time.time_ns()
+        for delayed in self._backend.kv_leaves(self._k("w"), 2, 16):
+            due, task_id = delayed.rsplit("/", 1)[1].split(".", 1)
+            if int(due) > now:
+                break
+            record = self._backend.kv_get(self._k("t", task_id))
+            if record is None:
+                continue
+            h, _ = self._unpack(record.value)
+            h["due"] = 0
+            try:
+                self._backend.kv_commit(
+                    [Version(record.key, record.version), Version(delayed, self._version_of(delayed))],
+                    [Delete(delayed), Create(self._ready_key(h), b"")],
+                )
+            except OutcomeUnknown:
+                pass
+        ttl = self._backend.session().ttl
+        if time.monotonic() - self._last_reap >= ttl / 4:
+            self._last_reap = time.monotonic()
+            self._reap()
+
+    def _version_of(self, key: str) -> int:
+        entry = self._backend.kv_get(key)
+        return -1 if entry is None else entry.version
+
+    def _reap(self) -> None:
+        """Put back the tasks whose claim vanished with its worker's session."""
+        for flight in self._backend.kv_leaves(self._k("f"), 1, 1000):
+            task_id = flight.rsplit("/", 1)[1]
+            if self._backend.kv_get(self._k("c", task_id)) is not None:
+                continue
+            record = self._backend.kv_get(self._k("t", task_id))
+            if record is None:
+                continue
+            h, data = self._unpack(record.value)
+            checks: list[Any] = [Version(record.key, record.version), Absent(self._k("c", task_id))]
+            ops: list[Op] = [Delete(flight)]
+            ops += self._requeue(h, data, record.key, 0.0, "claim lost: worker session ended",
+                                 checks)
+            try:
+                self._backend.kv_commit(checks, ops)
+            except OutcomeUnknown:
+                pass
+
+    # --- inspection ----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """Counts: ``pending`` (ready now), ``delayed``, ``blocked`` (behind an earlier
+        task of their key), ``in_flight``, ``dead``."""
+        backend = self._backend
+        pending = backend.kv_count(self._k("r"), 3)
+        delayed = backend.kv_count(self._k("w"), 2)
+        in_flight = backend.kv_count(self._k("f"), 1)
+        dead = backend.kv_count(self._k("d"), 1)
+        total = backend.kv_count(self._k("t"), 1)
+        blocked = max(0, total - pending - delayed - in_flight - dead)
+        return {"pending": pending, "delayed": delayed, "blocked": blocked,
+                "in_flight": in_flight, "dead": dead}
+
+    def __len__(self) -> int:
+        stats = self.stats()
+        return stats["pending"] + stats["delayed"] + stats["blocked"]
+
+    def dead_letters(self) -> list[Task]:
+        """The dead tasks, with their last error in ``task.error`` (not claimed)."""
+        result = []
+        for dead in self._backend.kv_leaves(self._k("d"), 1, 10_000):
+            record = self._backend.kv_get(self._k("t", dead.rsplit("/", 1)[1]))
+            if record is not None:
+                h, data = self._unpack(record.value)
+                task = Task(self, h, data, record.version, record.stamp)
+                task._settled = True
+                result.append(task)
+        return result
+
+    def requeue_dead(self, task_id: str) -> None:
+        """Give a dead task ``max_attempts`` new attempts. ``TaskNotFound`` if not dead."""
+        while True:
+            record = self._backend.kv_get(self._k("t", str(task_id)))
+            dead = self._backend.kv_get(self._k("d", str(task_id)))
+            if record is None or dead is None:
+                raise TaskNotFound(f"no dead task {task_id!r} in queue {self.name!r}")
+            h, data = self._unpack(record.value)
+            h.update(a=0, state="ready", due=0)
+            try:
+                if self._backend.kv_commit(
+                    [Version(record.key, record.version), Version(dead.key, dead.version)],
+                    [Delete(dead.key), Update(record.key, self._pack(h, data)),
+                     Create(self._ready_key(h), b""), self._ring()],
+                ) is not None:
+                    return
+            except OutcomeUnknown:
+                pass
