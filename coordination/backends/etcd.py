@@ -34,7 +34,7 @@ from ..config import Config
 from ..errors import BackendUnavailable, CoordinationError, InvalidArgument, SessionLost
 from ..session import Session, SessionState
 from .base import Backend, Blocker, Contender
-from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Update, Version
+from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -25,11 +25,10 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import (
     ConnectionClosedError,
     ConnectionLoss,
-    NodeExistsError,
-    OperationTimeoutError,
     KazooException,
     NoNodeError,
     NotEmptyError,
+    OperationTimeoutError,
     SessionExpiredError,
 )
 from kazoo.handlers.threading import KazooTimeoutError
@@ -40,7 +39,7 @@ from ..config import Config
 from ..errors import BackendUnavailable, ClientClosed, CoordinationError, SessionLost
 from ..session import Session, SessionState
 from .base import Backend, Blocker, Contender
-from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Update, Version
+from .kv import Absent, Check, Create, Entry, Op, OutcomeUnknown, Update
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -87,7 +86,7 @@ class _ZooKeeperKV:
 
     def kv_get(self: ZooKeeperBackend, key: str) -> Entry | None:  # type: ignore[misc]
         try:
-            data, stat = self._call(None, self._client.get, key)
+            data, stat = self._call(None, "get", key)
         except NoNodeError:
             return None
         return Entry(key, data, stat.version, stat.mzxid, stat.ephemeralOwner)
@@ -95,7 +94,7 @@ class _ZooKeeperKV:
     def _ensure_parent(self: ZooKeeperBackend, key: str) -> None:  # type: ignore[misc]
         parent = key.rsplit("/", 1)[0]
         if parent not in self._assured:
-            self._call(None, self._client.ensure_path, parent)
+            self._call(None, "ensure_path", parent)
             self._assured.add(parent)
 
     def kv_commit(  # type: ignore[misc]
@@ -122,6 +121,8 @@ class _ZooKeeperKV:
         self._check_open()
         if session is not None:
             session.check()
+        elif self._discarded:
+            self.session()  # replaces the client closed after a presumed loss
         txn = self._client.transaction()
         for check in checks:
             if isinstance(check, Absent):  # ZooKeeper has no "absent" check: create+delete
@@ -169,7 +170,7 @@ class _ZooKeeperKV:
     def _walk(self: ZooKeeperBackend, node: str, depth: int, limit: int,  # type: ignore[misc]
               found: list[str]) -> None:
         try:
-            children = sorted(self._call(None, self._client.get_children, node))
+            children = sorted(self._call(None, "get_children", node))
         except NoNodeError:
             return
         if depth == 1:
@@ -180,11 +181,12 @@ class _ZooKeeperKV:
             self._walk(f"{node}/{child}", depth - 1, limit, found)
             if len(found) >= limit:
                 return
-            if len(found) == before and depth == 2:
+            if len(found) == before:
                 self._prune(f"{node}/{child}")
 
     def _prune(self: ZooKeeperBackend, bucket: str) -> None:  # type: ignore[misc]
-        """Remove an empty bucket so that listings stay short; harmless if refilled."""
+        """Remove an empty bucket so that listings stay short. Harmless if a producer
+        refills it meanwhile: its create fails and is retried after recreating parents."""
         try:
             self._client.delete(bucket)
             self._assured.discard(bucket)
@@ -195,10 +197,10 @@ class _ZooKeeperKV:
 
     def kv_count(self: ZooKeeperBackend, root: str, depth: int) -> int:  # type: ignore[misc]
         if depth == 1:
-            stat = self._call(None, self._client.exists, root)
+            stat = self._call(None, "exists", root)
             return 0 if stat is None else int(stat.numChildren)
         try:
-            children = self._call(None, self._client.get_children, root)
+            children = self._call(None, "get_children", root)
         except NoNodeError:
             return 0
         return sum(self.kv_count(f"{root}/{child}", depth - 1) for child in children)
@@ -206,7 +208,7 @@ class _ZooKeeperKV:
     def kv_wait(self: ZooKeeperBackend, key: str, seen: Entry | None, timeout: float) -> None:  # type: ignore[misc]
         woken = threading.Event()
         try:
-            stat = self._call(None, self._client.exists, key, watch=lambda _e: woken.set())
+            stat = self._call(None, "exists", key, watch=lambda _e: woken.set())
         except CoordinationError:
             time.sleep(min(timeout, 0.1))
             return
@@ -226,7 +228,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         self._loss_timer: threading.Timer | None = None
         self._discarded = False  # the current client was closed after a presumed loss
         self._replace_guard = threading.Lock()
-        self._client: KazooClient | None = None
+        self._client: KazooClient = None  # type: ignore[assignment]  # set just below
         self._client = self._open_client(config.connect_timeout)
         self._session = self._new_session(self._client)
 
@@ -346,11 +348,14 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
 
     # --- the one place for retries and error translation -------------------------------
 
-    def _call(self, session: Session | None, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-        """Run ``fn`` with retries on connection loss until the request timeout.
+    def _call(self, session: Session | None, fn: str | Callable[..., T], *args: Any, **kw: Any) -> T:
+        """Run ``fn`` (a kazoo client method name, or a callable) with retries on
+        connection loss until the request timeout.
 
         If ``session`` is given, the call must run in that session generation: once
         it is lost, ``SessionLost`` is raised instead of acting in a newer session.
+        Without one, the call runs in the current generation, opening a new one if the
+        last was lost.
         """
         self._check_open()
 
@@ -360,11 +365,16 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
                 client_id = self._client.client_id
                 if client_id is not None and client_id[0] != session.id:
                     raise SessionLost(f"session {session.id:#x} is gone")
+            elif self._discarded:
+                self.session()  # replaces the client closed after a presumed loss
+            if isinstance(fn, str):
+                return getattr(self._client, fn)(*args, **kw)  # type: ignore[no-any-return]
             return fn(*args, **kw)
 
         retry = KazooRetry(
             max_tries=-1, delay=0.02, max_delay=0.5, deadline=self.config.request_timeout,
-            ignore_expire=False,
+            # Without a session to honour, an expiry is transient: kazoo opens a new one.
+            ignore_expire=session is None,
         )
         try:
             return retry(attempt)
@@ -423,7 +433,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
 
         node, owner = self._call(session, create_once)
         if owner != session.id:  # created in a newer session than we meant: undo it
-            self._call(None, self._client.delete, node)
+            self._call(None, "delete", node)
             raise SessionLost("ZooKeeper session changed while enqueuing")
         return Contender(path, node, _sequence(node), session), None
 
@@ -442,7 +452,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
     def predecessor(self, me: Contender) -> Blocker | None:
         # Every contender before ours was created before ours; the server we read from
         # has applied our create, hence all of those: the read cannot miss one.
-        children = self._call(me.session, self._client.get_children, me.path)
+        children = self._call(me.session, "get_children", me.path)
         mine = me.key.rsplit("/", 1)[1]
         if mine not in children:
             raise SessionLost(f"our contender node {me.key} is gone")
@@ -461,7 +471,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         me.session.add_waker(woken)
         try:
             stat = self._call(
-                me.session, self._client.exists, blocker.key, watch=lambda _event: woken.set()
+                me.session, "exists", blocker.key, watch=lambda _event: woken.set()
             )
             if stat is None:
                 return True
@@ -472,14 +482,14 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
     def _delete_entry(self, me: Contender) -> None:
         # Names are unique (uuid + sequence): a retried delete cannot hit another node.
         try:
-            self._call(me.session, self._client.delete, me.key)
+            self._call(me.session, "delete", me.key)
         except NoNodeError:
             pass
 
     def children_data(self, path: str) -> list[tuple[str, bytes, int]]:
         """``(node, data, ephemeralOwner)`` of the lock contenders under ``path``, in order."""
         try:
-            children = self._call(None, self._client.get_children, path)
+            children = self._call(None, "get_children", path)
         except NoNodeError:
             return []
         result = []
@@ -488,7 +498,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
             key=lambda c: int(CONTENDER_RE.search(c).group(1)),  # type: ignore[union-attr]
         ):
             try:
-                data, stat = self._call(None, self._client.get, f"{path}/{child}")
+                data, stat = self._call(None, "get", f"{path}/{child}")
             except NoNodeError:
                 continue
             result.append((child, data, stat.ephemeralOwner))

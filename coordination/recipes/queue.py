@@ -4,8 +4,8 @@ dead letters, over the backend's transactional key-value primitive (``kv.py``).
 Layout under the queue's root (fixed-width names, so key order is delivery order)::
 
     t/ID                        task record: JSON header, newline, payload
-    r/PRI/BUCKET/SEQ.ID         ready index (PRI: 200 - priority, so higher comes first)
-    w/BUCKET/DUE.ID             delayed index, by due time
+    r/PRI/B1/B2/SEQ.ID          ready index (PRI: 100 - priority, so higher comes first)
+    w/B1/B2/DUE.ID              delayed index, by due time
     f/ID                        in flight (persistent) ...
     c/ID                        ... and its claim, tied to the worker's session
     d/ID                        dead letters
@@ -35,11 +35,11 @@ from ..backends.base import Backend
 from ..backends.kv import Absent, Create, Delete, Entry, Op, OutcomeUnknown, Update, Version
 from ..errors import (
     AlreadyAcknowledged,
-    BackendUnavailable,
     ClaimLost,
     InvalidArgument,
     InvalidPayload,
     PayloadTooLarge,
+    SessionLost,
     TaskNotFound,
     WrongQueue,
 )
@@ -49,7 +49,10 @@ from .lock import check_timeout
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
 #: Safe payload size: below ZooKeeper's 1 MiB packet and etcd's 1.5 MiB request limit.
 MAX_PAYLOAD = 900 * 1024
-BUCKET_NS = 10**10  # ready/delayed buckets of 10 s keep ZooKeeper listings short
+#: Ready and delayed keys sit in two levels of time buckets (100 s, then 0.1 s), so no
+#: ZooKeeper listing nears its 1 MB packet limit, even with a million waiting tasks.
+OUTER_NS, INNER_NS = 10**11, 10**8
+_READY_DEPTH, _DELAYED_DEPTH = 4, 3
 _BATCH = 40  # tasks per put_many commit (etcd allows 128 operations per transaction)
 
 
@@ -148,13 +151,16 @@ class Queue:
     def _k(self, *parts: str) -> str:
         return "/".join((self._root, *parts))
 
+    @staticmethod
+    def _buckets(ns: int) -> tuple[str, str]:
+        return f"{ns // OUTER_NS:010d}", f"{ns // INNER_NS:013d}"
+
     def _ready_key(self, h: dict[str, Any]) -> str:
-        return self._k("r", f"{200 - h['p'] + 100:03d}", f"{h['s'] // BUCKET_NS:011d}",
+        return self._k("r", f"{MAX_PRIORITY - h['p']:03d}", *self._buckets(h["s"]),
                        f"{h['s']:020d}.{h['id']}")
 
     def _delayed_key(self, h: dict[str, Any]) -> str:
-        due = h["due"]
-        return self._k("w", f"{due // BUCKET_NS:011d}", f"{due:020d}.{h['id']}")
+        return self._k("w", *self._buckets(h["due"]), f"{h['due']:020d}.{h['id']}")
 
     def _key_dir(self, key: str) -> str:
         return hashlib.sha1(key.encode()).hexdigest()[:24]
@@ -306,7 +312,7 @@ class Queue:
             self._backend.kv_wait(self._bell, bell, wait)
 
     def _try_claim(self) -> Task | None:
-        for ready_key in self._backend.kv_leaves(self._k("r"), 3, 8):
+        for ready_key in self._backend.kv_leaves(self._k("r"), _READY_DEPTH, 8):
             task = self._claim(ready_key)
             if task is not None:
                 return task
@@ -376,6 +382,12 @@ class Queue:
         self._settle(task, done=False, delay=delay, error=error or "nack")
 
     def _settle(self, task: Task, done: bool, delay: float = 0.0, error: str = "") -> None:
+        try:
+            self._settle_once(task, done, delay, error)
+        except SessionLost:
+            raise ClaimLost(f"the claim on task {task.id} is lost with its session") from None
+
+    def _settle_once(self, task: Task, done: bool, delay: float, error: str) -> None:
         while True:
             record = self._own(task)
             h, data = self._unpack(record.value)
@@ -438,7 +450,7 @@ class Queue:
     # --- maintenance: due delayed tasks, and claims lost with their session -----------------
 
     def _next_due(self) -> float | None:
-        first = self._backend.kv_leaves(self._k("w"), 2, 1)
+        first = self._backend.kv_leaves(self._k("w"), _DELAYED_DEPTH, 1)
         if not first:
             return None
         due = int(first[0].rsplit("/", 1)[1].split(".", 1)[0])
@@ -446,7 +458,7 @@ class Queue:
 
     def _maintain(self) -> None:
         now = time.time_ns()
-        for delayed in self._backend.kv_leaves(self._k("w"), 2, 16):
+        for delayed in self._backend.kv_leaves(self._k("w"), _DELAYED_DEPTH, 16):
             due, task_id = delayed.rsplit("/", 1)[1].split(".", 1)
             if int(due) > now:
                 break
@@ -496,8 +508,8 @@ class Queue:
         """Counts: ``pending`` (ready now), ``delayed``, ``blocked`` (behind an earlier
         task of their key), ``in_flight``, ``dead``."""
         backend = self._backend
-        pending = backend.kv_count(self._k("r"), 3)
-        delayed = backend.kv_count(self._k("w"), 2)
+        pending = backend.kv_count(self._k("r"), _READY_DEPTH)
+        delayed = backend.kv_count(self._k("w"), _DELAYED_DEPTH)
         in_flight = backend.kv_count(self._k("f"), 1)
         dead = backend.kv_count(self._k("d"), 1)
         total = backend.kv_count(self._k("t"), 1)
