@@ -1,4 +1,5 @@
-"""coordination: distributed locks and work queues on ZooKeeper and etcd.
+"""coordination: distributed locks, work queues, counters, read-write locks, semaphores
+and leader election on ZooKeeper and etcd.
 
     import coordination
     with coordination.connect("etcd://127.0.0.1:2379/shop") as coord:
@@ -9,9 +10,16 @@
 from . import errors
 from .client import Coordinator, connect
 from .config import Config
+from .recipes.counter import Counter
+from .recipes.election import Election, Observer
 from .recipes.lock import Lock
 from .recipes.queue import Queue, Task
+from .recipes.rwlock import ReadLock, RWLock, WriteLock
+from .recipes.semaphore import Permit, Semaphore
 from .session import SessionState
 
-__all__ = ["Config", "Coordinator", "Lock", "Queue", "SessionState", "Task", "connect", "errors"]
+__all__ = [
+    "Config", "Coordinator", "Counter", "Election", "Lock", "Observer", "Permit", "Queue",
+    "RWLock", "ReadLock", "Semaphore", "SessionState", "Task", "WriteLock", "connect", "errors",
+]
 __version__ = "0.1.0"

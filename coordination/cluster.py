@@ -14,6 +14,13 @@ Processes are tracked by pid only (never by name), each node's pid is also writt
 started cluster is stopped by an ``atexit`` hook, so an aborted test run does not
 leave servers behind (a SIGKILLed interpreter cannot clean up, though).
 
+A cluster can outlive the process that started it (the ``coordination cluster up``
+command): ``detach()`` takes it off the ``atexit`` list and records its ports, pids and
+settings in ``workdir/cluster.json``; ``LocalCluster.attach(workdir)`` in another process
+re-attaches to it from that file (tracking the servers by pid, after checking that each
+pid's command line names its node dir), and keeps the file up to date on every kill,
+restart, pause, resume and stop.
+
 Server config templates: the canonical copies are the files in the repository's
 ``backends/`` folder (shared with ``compose/``). A source checkout (``pip install -e .``
 or ``PYTHONPATH``) reads those; an installed wheel has no ``backends/`` folder and uses
@@ -262,6 +269,53 @@ def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+class _PidProcess:
+    """The part of ``subprocess.Popen`` that LocalCluster uses, for a server process that
+    another process started (see ``LocalCluster.attach``): tracked by pid only.
+
+    The exit code of a process that is not our child is unknown: ``returncode`` is -1
+    once it is gone.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not _pid_alive(self.pid):
+            self.returncode = -1
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
+            time.sleep(_POLL)
+        assert self.returncode is not None
+        return self.returncode
+
+
+def _proc_state(pid: int) -> str:
+    """The one-letter state of ``/proc/PID/stat`` (``T``: stopped), or ``""``."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def _runs_in(pid: int, node_dir: Path) -> bool:
+    """True if process ``pid`` lives and its command line names ``node_dir`` (so a
+    recycled pid is never mistaken for our server)."""
+    if not _pid_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return False
+    return str(node_dir) in cmdline
+
+
 # --- nodes and backends -------------------------------------------------------------------
 
 
@@ -274,7 +328,7 @@ class _Node:
     client_port: int
     peer_port: int
     election_port: int = 0  # ZooKeeper only
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | _PidProcess | None = None
     paused: bool = False
 
     @property
@@ -481,6 +535,10 @@ _BACKEND_CLASSES: dict[str, type[_Backend]] = {"zookeeper": _ZooKeeper, "etcd": 
 
 # --- the cluster ----------------------------------------------------------------------------
 
+#: Name of the state file that detach()/save_state() write into the workdir.
+STATE_FILE = "cluster.json"
+_STATE_VERSION = 1
+
 _LIVE: set[LocalCluster] = set()
 _LIVE_LOCK = threading.Lock()
 
@@ -528,6 +586,7 @@ class LocalCluster:
         self._token = f"coordination-{uuid.uuid4().hex[:12]}"
         self._lock = threading.RLock()
         self._started = False
+        self._persistent = False  # keep workdir/cluster.json up to date (detach/attach)
         self._nodes = self._make_nodes(nodes, base_port)
 
     def _make_nodes(self, count: int, base_port: int | None) -> list[_Node]:
@@ -615,6 +674,7 @@ class LocalCluster:
             self._started = False
             with _LIVE_LOCK:
                 _LIVE.discard(self)
+            self._save_if_persistent()
             if self._own_workdir and self.workdir is not None:
                 shutil.rmtree(self.workdir, ignore_errors=True)
                 self.workdir = None
@@ -628,6 +688,7 @@ class LocalCluster:
                 self._wait_exit(node, 30.0, kill_after=False)
             node.proc, node.paused = None, False
             node.pidfile.unlink(missing_ok=True)
+            self._save_if_persistent()
 
     def restart(self, i: int, wait: bool = True, timeout: float = 30.0) -> None:
         """(Re)start node ``i`` from its data dir, SIGKILLing it first if it runs.
@@ -654,6 +715,7 @@ class LocalCluster:
             node = self._running_node(i)
             self._signal(node, signal.SIGSTOP)
             node.paused = True
+            self._save_if_persistent()
 
     def resume(self, i: int) -> None:
         """SIGCONT node ``i`` after pause()."""
@@ -661,6 +723,7 @@ class LocalCluster:
             node = self._running_node(i)
             self._signal(node, signal.SIGCONT)
             node.paused = False
+            self._save_if_persistent()
 
     def stop_all_and_restart(self, timeout: float = 60.0) -> None:
         """Full-cluster crash and recovery: SIGKILL every node, start all from their data
@@ -739,6 +802,117 @@ class LocalCluster:
             and self.leader() is not None
         )
 
+    def status(self) -> list[dict[str, Any]]:
+        """One dict per node: ``index``, ``pid`` (None when down), ``endpoint``,
+        ``state`` (``"running"``, ``"paused"`` or ``"down"``), ``leader`` and ``serving``
+        (it answers client requests as part of a quorum)."""
+        leader = self.leader()
+        rows = []
+        for node in self._nodes:
+            state = "down" if not node.running() else ("paused" if node.paused else "running")
+            rows.append({
+                "index": node.index,
+                "pid": self.pid(node.index),
+                "endpoint": node.endpoint,
+                "state": state,
+                "leader": leader == node.index,
+                "serving": node.probeable() and self._impl.serving(node),
+            })
+        return rows
+
+    # --- outliving this process: state file ------------------------------------------
+
+    @property
+    def state_path(self) -> Path | None:
+        """``workdir/cluster.json`` (None while there is no workdir)."""
+        return None if self.workdir is None else self.workdir / STATE_FILE
+
+    def save_state(self) -> Path:
+        """Write ports, pids and settings to ``workdir/cluster.json`` (atomically) and
+        keep that file up to date from now on; its path."""
+        with self._lock:
+            if self.workdir is None:
+                raise RuntimeError(f"{self!r} has no workdir yet (start it first)")
+            self._persistent = True
+            state = {
+                "version": _STATE_VERSION,
+                "backend": self.backend,
+                "tick_ms": self.tick_ms,
+                "token": self._token,
+                "workdir": str(self.workdir),
+                "nodes": [
+                    {
+                        "index": node.index,
+                        "client_port": node.client_port,
+                        "peer_port": node.peer_port,
+                        "election_port": node.election_port,
+                        "pid": self.pid(node.index),
+                        "paused": self.is_paused(node.index),
+                    }
+                    for node in self._nodes
+                ],
+            }
+            path = self.workdir / STATE_FILE
+            tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(state, indent=2) + "\n")
+            os.replace(tmp, path)
+            return path
+
+    def _save_if_persistent(self) -> None:
+        if self._persistent and self.workdir is not None and self.workdir.is_dir():
+            self.save_state()
+
+    def detach(self) -> Path:
+        """Let the servers outlive this process: take the cluster off the ``atexit``
+        stop list and write its state file (see :meth:`attach`); the state file's path.
+
+        The workdir must be one given to the constructor (a temp workdir is removed by
+        stop(), so another process could not find it reliably)."""
+        with self._lock:
+            self._require_started()
+            if self._own_workdir:
+                raise RuntimeError("detach() needs a cluster created with an explicit workdir")
+            with _LIVE_LOCK:
+                _LIVE.discard(self)
+            return self.save_state()
+
+    @classmethod
+    def attach(cls, workdir: str | os.PathLike[str]) -> LocalCluster:
+        """Re-attach to a cluster that another process started and detached, from
+        ``workdir/cluster.json``. Its servers are tracked by pid; a node whose pid is
+        gone (or now belongs to another program) counts as down. The state file is kept
+        up to date by every later kill/restart/pause/resume/stop. ``FileNotFoundError``
+        if there is no state file, ``ValueError`` if it is not one of ours.
+
+        Stopping is explicit (``stop()``): nothing is stopped when this process exits.
+        """
+        path = Path(workdir) / STATE_FILE
+        try:
+            state = json.loads(path.read_text())
+            backend, tick_ms, nodes = state["backend"], int(state["tick_ms"]), state["nodes"]
+            if state.get("version") != _STATE_VERSION or not isinstance(nodes, list):
+                raise ValueError("unsupported state version")
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path} is not a LocalCluster state file: {exc}") from None
+        cluster = cls(backend, nodes=len(nodes), workdir=workdir, tick_ms=tick_ms)
+        cluster._token = str(state["token"])
+        cluster._own_workdir = False
+        assert cluster.workdir is not None
+        for node, saved in zip(cluster._nodes, sorted(nodes, key=lambda n: n["index"])):
+            node.client_port = int(saved["client_port"])
+            node.peer_port = int(saved["peer_port"])
+            node.election_port = int(saved.get("election_port") or 0)
+            node.dir = cluster.workdir / f"node{node.index}"
+            pid = saved.get("pid")
+            if isinstance(pid, int) and _runs_in(pid, node.dir):
+                node.proc = _PidProcess(pid)
+                node.paused = _proc_state(pid) == "T"
+        cluster._started = True
+        cluster._persistent = True
+        return cluster
+
     # --- context manager ---------------------------------------------------------------
 
     def __enter__(self) -> LocalCluster:
@@ -816,6 +990,7 @@ class LocalCluster:
             )
         node.paused = False
         node.pidfile.write_text(f"{node.proc.pid}\n")
+        self._save_if_persistent()
 
     def _signal(self, node: _Node, sig: signal.Signals) -> None:
         if node.proc is not None and node.proc.poll() is None:

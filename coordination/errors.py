@@ -95,3 +95,20 @@ class TaskNotFound(QueueError, KeyError):
 class AlreadyHeld(LockError):
     """``acquire()`` on a lock object that already holds the lock (it is not reentrant;
     use one lock object per holder)."""
+
+
+class UncertainOutcome(CoordinationError):
+    """A write's reply was lost and the retry could not tell whether it was applied
+    (it was applied at most once). Read the current state to reconcile."""
+
+
+# --- counters, semaphores ----------------------------------------------------------------
+
+
+class BoundExceeded(CoordinationError, ValueError):
+    """A counter update would leave its ``[min, max]`` bounds; nothing was changed."""
+
+
+class PermitsMismatch(InvalidArgument):
+    """A semaphore was opened with another ``permits`` than the one its name was first
+    used with (every client of one semaphore must agree); nothing was changed."""

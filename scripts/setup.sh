@@ -7,7 +7,7 @@ bash backends/install.sh >/dev/null
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import coordination, kazoo, pyetcd, pytest" 2>/dev/null \
+if ! .venv/bin/python -c "import coordination, kazoo, pyetcd, pytest, click, rich" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
     touch .venv/.installed

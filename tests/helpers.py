@@ -30,3 +30,20 @@ def contenders(coord: coordination.Coordinator, lock: coordination.Lock) -> list
     if coord.backend == "zookeeper":
         return [node for node, _data, _owner in backend.children_data(lock.path)]  # type: ignore[attr-defined]
     return [key for key, _v, _rev, _lease in backend.contenders(lock.path)]  # type: ignore[attr-defined]
+
+
+def namespace_is_empty(coord: coordination.Coordinator) -> bool:
+    """True if nothing at all was written under ``coord``'s namespace."""
+    backend = coord._backend
+    if coord.backend == "zookeeper":
+        return backend.client.exists(f"/{coord.namespace}") is None  # type: ignore[attr-defined]
+    return backend.contenders(f"/{coord.namespace}/") == []  # type: ignore[attr-defined]
+
+
+def entries(coord: coordination.Coordinator, path: str) -> list[tuple[str, bytes]]:
+    """``(name, value)`` of the contender entries under ``path``, oldest first."""
+    backend = coord._backend
+    if coord.backend == "zookeeper":
+        return [(node, data) for node, data, _owner in backend.children_data(path)]  # type: ignore[attr-defined]
+    return [(key.rsplit("/", 2)[-2] + "/" + key.rsplit("/", 1)[-1], value)
+            for key, value, _rev, _lease in backend.contenders(path)]  # type: ignore[attr-defined]

@@ -177,3 +177,51 @@ def test_closed_client_fails_fast(connect) -> None:
         coord.lock("d")
     assert time.monotonic() - started < 1.0
     coord.close()  # idempotent
+
+
+def test_reentrant_lock_is_released_by_as_many_releases(connect) -> None:
+    a, b = connect(), connect()
+    lock = a.lock("re", reentrant=True)
+    assert lock.acquire(timeout=5)
+    token = lock.token
+    assert lock.acquire(timeout=0) and lock.token == token  # same hold, same token
+    with lock:  # nested with-blocks too
+        assert lock.held
+    lock.release()
+    assert lock.held and b.lock("re").acquire(blocking=False) is False
+    lock.release()
+    assert not lock.held
+    with pytest.raises(errors.NotHeld):
+        lock.release()
+    theirs = b.lock("re")
+    assert theirs.acquire(timeout=5)
+    theirs.release()
+    with pytest.raises(errors.AlreadyHeld), a.lock("plain") as plain:  # not reentrant
+        plain.acquire()
+    with pytest.raises(errors.InvalidArgument):
+        a.lock("re", reentrant="yes")  # type: ignore[arg-type]
+
+
+def test_reentrant_lock_makes_other_threads_wait_for_the_last_release(coord) -> None:
+    lock = coord.lock("re-threads", reentrant=True)
+    assert lock.acquire() and lock.acquire()
+    outcome: list[object] = []
+
+    def other_thread() -> None:
+        try:
+            lock.release()
+        except errors.NotHeld:
+            outcome.append("not owner")
+        outcome.append(lock.acquire(timeout=0.2))
+        outcome.append(lock.acquire(timeout=10))
+        lock.release()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    wait_for(lambda: len(outcome) == 2, 10, message="other thread timed out once")
+    assert outcome == ["not owner", False] and lock.held
+    lock.release()
+    assert len(outcome) == 2 and lock.held  # one release left: still ours
+    lock.release()
+    thread.join(10)
+    assert outcome == ["not owner", False, True] and not lock.held

@@ -6,6 +6,10 @@ contender queue* behind locks: ``enqueue`` our entry under a path, find the
 herd), and ``withdraw`` our entry when done. Entries belong to one session generation
 (:class:`~coordination.session.Session`) and vanish with it on the server.
 
+The same queue serves semaphores and read-write locks: a :class:`Rule` says which
+earlier entries block ours (``blockers``), and ``wait_any_deleted`` waits on those only.
+The head of a queue (``head``, ``wait_head_changed``) is an election's leader.
+
 Each backend keeps its retry and session-loss handling in one place (its ``_call``):
 recipes see only :mod:`coordination.errors`.
 """
@@ -46,6 +50,43 @@ class Blocker:
     """The entry just before ours, as seen by a read at ``revision`` (etcd) or 0."""
 
     key: str
+    revision: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """Which earlier entries block ours in a contender queue.
+
+    Only entries whose kind is in ``kinds`` count (all entries if None). We hold while
+    fewer than ``permits`` counted entries precede ours; otherwise each of the nearest
+    ``permits`` of them blocks us: we hold only once one of those is gone, so waiting
+    on exactly those (and re-checking when one goes) never misses a wake-up.
+
+    The mutex and a writer: ``Rule()``; a reader: ``Rule(kinds={"lock"})`` (only the
+    last writer before it); a semaphore: ``Rule(permits=n)``.
+    """
+
+    permits: int = 1
+    kinds: frozenset[str] | None = None
+
+    def blocking(self, before: Sequence[Blocker]) -> list[Blocker]:
+        """``before``: the nearest counted entries before ours, nearest first, at most
+        ``permits``. Returns those that block us; empty when we hold."""
+        return list(before[: self.permits]) if len(before) >= self.permits else []
+
+
+#: The rule of a plain mutex (and of a writer): blocked by the entry just before ours.
+MUTEX = Rule()
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """The first entry of a contender queue (an election's leader), as read at
+    ``revision`` (etcd; 0 on ZooKeeper). ``key`` is None when the queue is empty."""
+
+    key: str | None
+    value: bytes = b""
+    token: int = -1
     revision: int = 0
 
 
@@ -109,21 +150,75 @@ class Backend(abc.ABC):
 
     # --- the ordered contender queue ---------------------------------------------------
 
+    def shares_entry(self, kind: str | None) -> bool:
+        """True if two local contenders of ``kind`` under one path would share one
+        server entry (etcd's mutex layout), so they must take turns through ``gate``."""
+        return self.one_entry_per_session and kind is None
+
     @abc.abstractmethod
-    def enqueue(self, path: str, data: bytes) -> tuple[Contender, bool | None]:
+    def enqueue(self, path: str, data: bytes, kind: str | None = None
+                ) -> tuple[Contender, bool | None]:
         """Create our entry under ``path`` in the current session, exactly once even if
         a reply is lost. Returns it and ``True``/``False`` when the same server reply
-        already tells whether it is first, ``None`` when unknown."""
+        already tells whether it is first, ``None`` when unknown.
+
+        ``kind`` None is the plain mutex layout (etcd ``PREFIX/LEASE_HEX``, kazoo's
+        ``__lock__`` nodes). ``"lock"`` (exclusive) or ``"rlock"`` (shared) give a new,
+        distinct entry marked with that kind, several per session."""
 
     @abc.abstractmethod
     def predecessor(self, me: Contender) -> Blocker | None:
         """The entry right before ``me`` (None if ``me`` is first), by a linearizable
         read. Raises ``SessionLost`` if ``me`` is no longer on the server."""
 
+    def blockers(self, me: Contender, rule: Rule) -> list[Blocker]:
+        """The entries before ``me`` that block it under ``rule`` (empty: ``me`` holds),
+        by a linearizable read. The mutex rule is exactly ``predecessor``. Raises
+        ``SessionLost`` if ``me`` is no longer on the server."""
+        if rule == MUTEX:
+            blocker = self.predecessor(me)
+            return [] if blocker is None else [blocker]
+        return rule.blocking(self._preceding(me, rule))
+
+    @abc.abstractmethod
+    def _preceding(self, me: Contender, rule: Rule) -> list[Blocker]:
+        """The nearest ``rule.permits`` entries before ``me`` whose kind counts under
+        ``rule``, nearest first (one linearizable read that also proves ``me`` exists)."""
+
     @abc.abstractmethod
     def wait_deleted(self, blocker: Blocker, me: Contender, timeout: float | None) -> bool:
         """Wait until ``blocker`` may be gone or ``me``'s session changes state (True:
         re-check), or ``timeout`` seconds pass (False). Watches only ``blocker``."""
+
+    def wait_any_deleted(self, blockers: Sequence[Blocker], me: Contender,
+                         timeout: float | None) -> bool:
+        """``wait_deleted`` for several blockers: return once any of them may be gone."""
+        if len(blockers) == 1:
+            return self.wait_deleted(blockers[0], me, timeout)
+        return self._wait_any_deleted(blockers, me, timeout)
+
+    @abc.abstractmethod
+    def _wait_any_deleted(self, blockers: Sequence[Blocker], me: Contender,
+                          timeout: float | None) -> bool:
+        """``wait_any_deleted`` with a watch on each of ``blockers``."""
+
+    @abc.abstractmethod
+    def head(self, path: str) -> Head:
+        """The first entry under ``path`` with its value (linearizable read)."""
+
+    @abc.abstractmethod
+    def next_head(self, path: str, seen: Head, timeout: float,
+                  woken: threading.Event | None = None) -> Head | None:
+        """Wait for the first change of the head of ``path`` after ``seen`` (its entry
+        deleted or rewritten; or, if the queue was empty, an entry arrived) and return
+        the head right after that change; None if nothing changed within ``timeout``
+        or before ``woken`` was set (the watch sets it too). Watches the head only (or
+        the path while it is empty).
+
+        etcd replays the change from its history, so following ``next_head`` from
+        head to head sees every head, however short-lived. ZooKeeper keeps no
+        history: it returns the head current when it reads after the notification,
+        so a head that came and went within that round trip is skipped."""
 
     @abc.abstractmethod
     def _delete_entry(self, me: Contender) -> None:
@@ -186,6 +281,18 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def kv_wait(self, key: str, seen: Entry | None, timeout: float) -> None:
         """Return when ``key`` changed since ``seen`` was read, or after ``timeout``."""
+
+    def kv_next_write(self, key: str, version: int) -> bytes | None:
+        """The value written by the first write of ``key`` after ``version``, from the
+        server's history; None if unknown (ZooKeeper keeps no history; etcd: compacted
+        away, or that write was a delete)."""
+        return None
+
+    def kv_sync(self, key: str) -> bool:
+        """Make the next ``kv_get`` of ``key`` see every write acknowledged before this
+        call (ZooKeeper: ``sync``). False where reads are linearizable already (etcd):
+        nothing was done."""
+        return False
 
     # --- lifecycle ---------------------------------------------------------------------
 

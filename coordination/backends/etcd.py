@@ -5,7 +5,9 @@ Layout: recipe ``kind``/``name`` lives under the prefix ``/NAMESPACE/KIND/NAME/`
 (the name percent-encoded, so the prefix of ``a`` never contains the keys of ``ab`` or
 ``a/b``); a lock contender is ``PREFIX/LEASE_ID_HEX``, the layout of etcd's
 ``concurrency.Mutex`` (and ``etcdctl lock``) so that both exclude each other. The
-create revision of our key is the fencing token.
+create revision of our key is the fencing token. Contenders of a kind (read-write
+locks, semaphores) are ``PREFIX/KIND/UUID``: many per lease, and a reader finds the
+last writer before it with one ranged read of ``PREFIX/lock/``.
 
 Session handling lives here only: a keepalive answered with TTL 0 or "lease not found"
 means the lease is gone; while keepalives fail, the lease is presumed lost once its TTL
@@ -19,13 +21,15 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import grpc
 import pyetcd
 from pyetcd import etcdrpc
+from pyetcd import events as etcd_events
 from pyetcd import exceptions as etcd_errors
 from pyetcd.utils import prefix_range_end
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_delay, wait_exponential
@@ -33,7 +37,7 @@ from tenacity import RetryError, Retrying, retry_if_exception, stop_after_delay,
 from ..config import Config
 from ..errors import BackendUnavailable, CoordinationError, InvalidArgument, SessionLost
 from ..session import Session, SessionState
-from .base import Backend, Blocker, Contender
+from .base import Backend, Blocker, Contender, Head, Rule
 from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown
 
 log = logging.getLogger(__name__)
@@ -104,6 +108,19 @@ class _EtcdKV:
             # The Txn may have been applied before the connection broke.
             raise OutcomeUnknown(str(exc)) from None
         return reply.header.revision if reply.succeeded else None
+
+    def kv_next_write(self: EtcdBackend, key: str, version: int) -> bytes | None:  # type: ignore[misc]
+        # The watch replays the key's history from the revision after ``version``.
+        try:
+            event = self._call(None, self._client.watch_once, key.encode(),
+                               timeout=RPC_TIMEOUT, start_revision=version + 1)
+        except CoordinationError:
+            return None
+        except Exception:  # RevisionCompactedError, or an error in place of a response
+            return None
+        if isinstance(event, etcd_events.PutEvent):
+            return bytes(event.value)
+        return None
 
     def kv_leaves(self: EtcdBackend, root: str, depth: int, limit: int) -> list[str]:  # type: ignore[misc]
         prefix = (root + "/").encode()
@@ -309,11 +326,15 @@ class EtcdBackend(_EtcdKV, Backend):
 
     # --- the ordered contender queue ---------------------------------------------------
 
-    def enqueue(self, path: str, data: bytes) -> tuple[Contender, bool | None]:
+    def enqueue(self, path: str, data: bytes, kind: str | None = None
+                ) -> tuple[Contender, bool | None]:
         """One transaction, like etcd's Mutex.tryAcquire: create our key if missing (a
         retry after a lost reply finds it instead) and read the first contender."""
         session = self.session()
-        key = f"{path}{session.id:x}".encode()
+        if kind is None:
+            key = f"{path}{session.id:x}".encode()
+        else:  # fixed before the first try, so a retried create finds it
+            key = f"{path}{kind}/{uuid.uuid4().hex}".encode()
         first = _range_first(path)
         reply = self.txn(session, etcdrpc.TxnRequest(
             compare=[_created(key, 0)],
@@ -356,15 +377,41 @@ class EtcdBackend(_EtcdKV, Backend):
             return None
         return Blocker(kvs[0].key.decode(), reply.header.revision)
 
+    def _preceding(self, me: Contender, rule: Rule) -> list[Blocker]:
+        """Like ``predecessor`` with a limit of ``rule.permits``; with ``rule.kinds``,
+        one such ranged read per kind's sub-prefix, merged by create revision."""
+        key = me.key.encode()
+        prefixes = [me.path] if rule.kinds is None else [
+            f"{me.path}{kind}/" for kind in sorted(rule.kinds)]
+        reply = self.txn(me.session, etcdrpc.TxnRequest(
+            compare=[_created(key, me.token)],
+            success=[etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(
+                key=prefix.encode(), range_end=prefix_range_end(prefix.encode()),
+                sort_target=etcdrpc.RangeRequest.CREATE,
+                sort_order=etcdrpc.RangeRequest.DESCEND,
+                max_create_revision=me.token - 1, limit=rule.permits, keys_only=True,
+            )) for prefix in prefixes],
+        ))
+        if not reply.succeeded:
+            raise SessionLost(f"our contender key {me.key} is gone")
+        kvs = [kv for response in reply.responses for kv in response.response_range.kvs]
+        kvs.sort(key=lambda kv: kv.create_revision, reverse=True)
+        return [Blocker(kv.key.decode(), reply.header.revision) for kv in kvs[: rule.permits]]
+
     def wait_deleted(self, blocker: Blocker, me: Contender, timeout: float | None) -> bool:
+        return self._wait_any_deleted([blocker], me, timeout)
+
+    def _wait_any_deleted(self, blockers: Sequence[Blocker], me: Contender,
+                          timeout: float | None) -> bool:
         woken = threading.Event()
         me.session.add_waker(woken)
-        watch_id = None
+        watch_ids = []
         try:
-            watch_id = self._call(
-                me.session, self._client.add_watch_callback, blocker.key.encode(),
-                lambda _response: woken.set(), start_revision=blocker.revision + 1,
-            )
+            for blocker in blockers:
+                watch_ids.append(self._call(
+                    me.session, self._client.add_watch_callback, blocker.key.encode(),
+                    lambda _response: woken.set(), start_revision=blocker.revision + 1,
+                ))
             # A watch stream to a paused server stays silent: re-check once a TTL.
             limit = me.session.ttl if timeout is None else min(timeout, me.session.ttl)
             if woken.wait(limit):
@@ -372,11 +419,74 @@ class EtcdBackend(_EtcdKV, Backend):
             return timeout is None or timeout > me.session.ttl
         finally:
             me.session.remove_waker(woken)
-            if watch_id is not None:
+            for watch_id in watch_ids:
                 try:
                     self._client.cancel_watch(watch_id)
                 except Exception:  # the stream may already be gone
                     pass
+
+    def head(self, path: str) -> Head:
+        first = _range_first(path)
+        first.keys_only = False
+        reply = self.range(None, first)
+        if not reply.kvs:
+            return Head(None, revision=reply.header.revision)
+        kv = reply.kvs[0]
+        return Head(kv.key.decode(), kv.value, kv.create_revision, reply.header.revision)
+
+    def _head_at(self, path: str, revision: int) -> Head:
+        """The head as it was at ``revision`` (from etcd's history), else as it is now
+        if that revision was compacted away."""
+        first = _range_first(path)
+        first.keys_only = False
+        first.revision = revision
+        try:
+            reply = self.range(None, first)
+        except CoordinationError:
+            return self.head(path)
+        if not reply.kvs:
+            return Head(None, revision=revision)
+        kv = reply.kvs[0]
+        return Head(kv.key.decode(), kv.value, kv.create_revision, revision)
+
+    def next_head(self, path: str, seen: Head, timeout: float,
+                  woken: threading.Event | None = None) -> Head | None:
+        """Watch the head key (or the prefix while empty) from the revision after
+        ``seen``: the history replays the first change even if it is long past."""
+        woken = woken or threading.Event()
+        events: list[Any] = []
+
+        def collect(response: Any) -> None:
+            events.extend(getattr(response, "events", None) or [])
+            woken.set()  # an error (stream gone) wakes us too: the caller reads again
+
+        key = (seen.key or path).encode()
+        range_end = None if seen.key else prefix_range_end(path.encode())
+        try:
+            watch_id = self._call(None, self._client.add_watch_callback, key, collect,
+                                  range_end=range_end, start_revision=seen.revision + 1)
+        except etcd_errors.RevisionCompactedError:  # history gone: the head as it is now
+            head = self.head(path)
+            changed = (head.key, head.token, head.value) != (seen.key, seen.token, seen.value)
+            return head if changed else Head(seen.key, seen.value, seen.token, head.revision)
+        except CoordinationError:
+            woken.wait(min(timeout, 0.1))
+            return None
+        try:
+            woken.wait(timeout)
+        finally:
+            try:
+                self._client.cancel_watch(watch_id)
+            except Exception:
+                pass
+        for event in list(events):
+            if isinstance(event, etcd_events.DeleteEvent):
+                return self._head_at(path, event.mod_revision)
+            if seen.key is None or event.create_revision == seen.token:
+                return Head(event.key.decode(), event.value, event.create_revision,
+                            event.mod_revision)
+            return self._head_at(path, event.mod_revision)  # deleted and created again
+        return None
 
     def _delete_entry(self, me: Contender) -> None:
         # Compare the create revision: a retried release never deletes a newer key.

@@ -2,7 +2,9 @@
 
 Layout: recipe ``kind``/``name`` lives at ``/NAMESPACE/KIND/NAME``; a lock contender is
 ``UUID__lock__SEQUENCE`` under it, the node naming of kazoo's ``Lock`` so that both
-exclude each other. The sequence number is the fencing token.
+exclude each other. The sequence number is the fencing token. A reader of a read-write
+lock is ``UUID__rlock__SEQUENCE``, like kazoo's ``ReadLock``: readers wait only for
+the nodes of the other names (writers), so kazoo's read-write locks interoperate.
 
 Session handling lives here only. kazoo stays SUSPENDED for a whole partition and
 hears of expiry on reconnect only, so we declare the session lost by a local monotonic
@@ -18,7 +20,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from kazoo.client import KazooClient
@@ -38,7 +40,7 @@ from kazoo.retry import KazooRetry, RetryFailedError
 from ..config import Config
 from ..errors import BackendUnavailable, ClientClosed, CoordinationError, SessionLost
 from ..session import Session, SessionState
-from .base import Backend, Blocker, Contender
+from .base import Backend, Blocker, Contender, Head, Rule
 from .kv import Absent, Check, Create, Entry, Op, OutcomeUnknown, Update
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,9 @@ T = TypeVar("T")
 #: ``__rlock__``), Curator InterProcessMutex (``-lock-``) and its read/write lock.
 CONTENDER_RE = re.compile(r"(?:__lock__|__rlock__|-lock-|__READ__|__WRIT__)(-?\d{10})$")
 NODE_STYLES = {"kazoo": "{uuid}__lock__", "curator": "_c_{uuid}-lock-"}
+#: Shared (reader) contenders: kazoo ReadLock, Curator's read lock. All others exclude.
+READER_RE = re.compile(r"(?:__rlock__|__READ__)-?\d{10}$")
+READER_NODE = "{uuid}__rlock__"
 #: ZooKeeper's default jute.maxbuffer is 1 MiB; keep a margin for the path and header.
 MAX_DATA = 1024 * 1024 - 64 * 1024
 
@@ -93,9 +98,17 @@ class _ZooKeeperKV:
 
     def _ensure_parent(self: ZooKeeperBackend, key: str) -> None:  # type: ignore[misc]
         parent = key.rsplit("/", 1)[0]
-        if parent not in self._assured:
-            self._call(None, "ensure_path", parent)
-            self._assured.add(parent)
+        if parent in self._assured:
+            return
+        for _attempt in range(10):
+            try:  # an empty bucket pruned between two levels of the path: try again
+                self._call(None, "ensure_path", parent)
+                break
+            except NoNodeError:
+                continue
+        else:
+            raise CoordinationError(f"could not create {parent}")
+        self._assured.add(parent)
 
     def kv_commit(  # type: ignore[misc]
         self: ZooKeeperBackend, checks: list[Check], ops: list[Op], session: Session | None = None
@@ -205,6 +218,10 @@ class _ZooKeeperKV:
             return 0
         return sum(self.kv_count(f"{root}/{child}", depth - 1) for child in children)
 
+    def kv_sync(self: ZooKeeperBackend, key: str) -> bool:  # type: ignore[misc]
+        self._call(None, "sync", key)
+        return True
+
     def kv_wait(self: ZooKeeperBackend, key: str, seen: Entry | None, timeout: float) -> None:  # type: ignore[misc]
         woken = threading.Event()
         try:
@@ -231,6 +248,10 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         self._client: KazooClient = None  # type: ignore[assignment]  # set just below
         self._client = self._open_client(config.connect_timeout)
         self._session = self._new_session(self._client)
+        self._pause_monitor = threading.Thread(
+            target=self._watch_for_pauses, name="coordination-zk-pause-monitor", daemon=True
+        )
+        self._pause_monitor.start()
 
     # --- client and session lifecycle --------------------------------------------------
 
@@ -298,6 +319,26 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         # Close the old session for good: if it came back, its ephemeral nodes would
         # outlive what we told the recipes.
         threading.Thread(target=_discard, args=(client,), daemon=True).start()
+
+    def _watch_for_pauses(self) -> None:
+        """A process frozen (GC, SIGSTOP, swap) for half a session timeout may have let
+        the server expire its session without kazoo noticing yet: presume it lost."""
+        last = time.monotonic()
+        while not self.closed:
+            time.sleep(0.05)
+            now = time.monotonic()
+            with self._guard:
+                session, client = self._session, self._client
+            if now - last >= session.ttl / 2 and session.alive:
+                log.warning("process was frozen for %.2fs: ZooKeeper session %#x presumed lost",
+                            now - last, session.id)
+                session.deadline = now  # not alive from now on, before the timer runs
+                with self._guard:
+                    if client is self._client and session is self._session:
+                        self._notify(session, SessionState.LOST)
+                        self._discarded = True
+                        threading.Thread(target=_discard, args=(client,), daemon=True).start()
+            last = now
 
     def session(self) -> Session:
         self._check_open()
@@ -410,10 +451,11 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
     # --- the ordered contender queue ---------------------------------------------------
 
     def enqueue(
-        self, path: str, data: bytes, style: str = "kazoo"
+        self, path: str, data: bytes, kind: str | None = None, style: str = "kazoo"
     ) -> tuple[Contender, bool | None]:
         session = self.session()
-        prefix = NODE_STYLES[style].format(uuid=uuid.uuid4().hex)
+        template = READER_NODE if kind == "rlock" else NODE_STYLES[style]
+        prefix = template.format(uuid=uuid.uuid4().hex)
         tried = False
 
         def create_once() -> tuple[str, int]:
@@ -433,7 +475,10 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
 
         node, owner = self._call(session, create_once)
         if owner != session.id:  # created in a newer session than we meant: undo it
-            self._call(None, "delete", node)
+            try:
+                self._call(None, "delete", node)
+            except NoNodeError:
+                pass
             raise SessionLost("ZooKeeper session changed while enqueuing")
         return Contender(path, node, _sequence(node), session), None
 
@@ -452,7 +497,10 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
     def predecessor(self, me: Contender) -> Blocker | None:
         # Every contender before ours was created before ours; the server we read from
         # has applied our create, hence all of those: the read cannot miss one.
-        children = self._call(me.session, "get_children", me.path)
+        try:
+            children = self._call(me.session, "get_children", me.path)
+        except NoNodeError:
+            raise SessionLost(f"the lock node {me.path} is gone") from None
         mine = me.key.rsplit("/", 1)[1]
         if mine not in children:
             raise SessionLost(f"our contender node {me.key} is gone")
@@ -466,6 +514,24 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
                 best = (seq, child)
         return None if best is None else Blocker(f"{me.path}/{best[1]}")
 
+    def _preceding(self, me: Contender, rule: Rule) -> list[Blocker]:
+        try:
+            children = self._call(me.session, "get_children", me.path)
+        except NoNodeError:
+            raise SessionLost(f"the lock node {me.path} is gone") from None
+        if me.key.rsplit("/", 1)[1] not in children:
+            raise SessionLost(f"our contender node {me.key} is gone")
+        before = []
+        for child in children:
+            match = CONTENDER_RE.search(child)
+            if match is None or int(match.group(1)) >= me.token:
+                continue
+            if rule.kinds is not None and _kind(child) not in rule.kinds:
+                continue
+            before.append((int(match.group(1)), child))
+        before.sort(reverse=True)
+        return [Blocker(f"{me.path}/{child}") for _seq, child in before[: rule.permits]]
+
     def wait_deleted(self, blocker: Blocker, me: Contender, timeout: float | None) -> bool:
         woken = threading.Event()
         me.session.add_waker(woken)
@@ -478,6 +544,70 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
             return woken.wait(timeout)
         finally:
             me.session.remove_waker(woken)
+
+    def _wait_any_deleted(self, blockers: Sequence[Blocker], me: Contender,
+                          timeout: float | None) -> bool:
+        woken = threading.Event()
+        me.session.add_waker(woken)
+        try:
+            for blocker in blockers:
+                stat = self._call(
+                    me.session, "exists", blocker.key, watch=lambda _event: woken.set()
+                )
+                if stat is None:
+                    return True
+            return woken.wait(timeout)
+        finally:
+            me.session.remove_waker(woken)
+
+    def head(self, path: str) -> Head:
+        self._call(None, "sync", path)
+        while True:
+            try:
+                children = self._call(None, "get_children", path)
+            except NoNodeError:
+                return Head(None)
+            ordered = sorted((_sequence(c), c) for c in children if CONTENDER_RE.search(c))
+            for seq, child in ordered:
+                try:
+                    data, _stat = self._call(None, "get", f"{path}/{child}")
+                except NoNodeError:
+                    continue  # gone since the listing: the next one may lead now
+                return Head(f"{path}/{child}", data, seq)
+            if not ordered:
+                return Head(None)
+
+    def next_head(self, path: str, seen: Head, timeout: float,
+                  woken: threading.Event | None = None) -> Head | None:
+        self._wait_head_changed(path, seen, timeout, woken)
+        head = self.head(path)
+        same = (head.key, head.token, head.value) == (seen.key, seen.token, seen.value)
+        return None if same else head
+
+    def _wait_head_changed(self, path: str, seen: Head, timeout: float,
+                           woken: threading.Event | None) -> None:
+        event = woken or threading.Event()
+
+        def wake(_event: Any) -> None:
+            event.set()
+
+        try:
+            if seen.key is not None:
+                if self._call(None, "exists", seen.key, watch=wake) is None:
+                    return
+            else:
+                try:
+                    children = self._call(None, "get_children", path, watch=wake)
+                except NoNodeError:
+                    if self._call(None, "exists", path, watch=wake) is not None:
+                        return
+                    children = []
+                if any(CONTENDER_RE.search(child) for child in children):
+                    return
+        except CoordinationError:
+            event.wait(min(timeout, 0.1))
+            return
+        event.wait(timeout)
 
     def _delete_entry(self, me: Contender) -> None:
         # Names are unique (uuid + sequence): a retried delete cannot hit another node.
@@ -503,6 +633,11 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
                 continue
             result.append((child, data, stat.ephemeralOwner))
         return result
+
+
+def _kind(node: str) -> str:
+    """``rlock`` for a shared (reader) contender node, else ``lock``."""
+    return "rlock" if READER_RE.search(node) else "lock"
 
 
 def _sequence(node: str) -> int:

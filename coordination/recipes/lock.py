@@ -3,8 +3,13 @@
 The algorithm, over the backend's ordered contender queue:
 
 1. enqueue our entry (ZooKeeper: ephemeral sequential znode; etcd: key on our lease);
-2. if no entry is before ours, we hold the lock: our entry's order is the token;
-3. else watch only the entry just before ours, wait for it to go, and go to 2.
+2. ask the backend which earlier entries block ours under the lock's *rule*; if none,
+   we hold the lock: our entry's order is the token;
+3. else watch only those entries, wait for one of them to go, and go to 2.
+
+For this mutex the rule (``MUTEX``) is "the entry just before ours". Read-write locks
+and semaphores are this same loop with another rule (see ``backends.base.Rule``):
+subclasses set ``_recipe`` (server path), ``_kind`` (entry kind) and ``_rule()``.
 
 Waiters are served in arrival order and a release wakes one waiter. A failed,
 cancelled or timed-out acquire removes its entry. The token (ZooKeeper sequence number,
@@ -22,7 +27,7 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-from ..backends.base import Backend, Contender
+from ..backends.base import MUTEX, Backend, Contender, Rule
 from ..errors import (
     AlreadyHeld,
     InvalidArgument,
@@ -51,10 +56,18 @@ def check_timeout(timeout: float | None) -> float | None:
 class Lock:
     """A named lock; the same name is the same lock in every process.
 
-    One object is one holder (not reentrant): create one per thread or task. Use
+    One object is one holder: create one per thread or task. With ``reentrant=True``
+    the thread holding it may acquire it again (same hold, same token) and must release
+    it as many times; other threads wait for its last release. Use
     ``with coord.lock(name, timeout=5) as lock:`` (raises ``LockTimeout``) or
     ``acquire()``/``release()``.
     """
+
+    #: Server path segment of this recipe, and how its names are called in errors.
+    _recipe = "locks"
+    _what = "lock"
+    #: Kind of our contender entries (None: the plain mutex layout, see Backend.enqueue).
+    _kind: str | None = None
 
     def __init__(
         self,
@@ -65,13 +78,16 @@ class Lock:
         raw_prefix: bool = False,
         identifier: str | bytes = b"",
         node_style: str = "kazoo",
+        reentrant: bool = False,
     ) -> None:
         if raw_prefix:
             self._path = backend.raw_path(validate_raw_path(name))
         else:
-            self._path = backend.recipe_path("locks", validate_name(name, "lock name"))
+            self._path = backend.recipe_path(self._recipe, validate_name(name, f"{self._what} name"))
         if node_style not in ("kazoo", "curator"):
             raise InvalidArgument("node_style must be 'kazoo' or 'curator'")
+        if not isinstance(reentrant, bool):
+            raise InvalidArgument(f"reentrant must be a bool, got {reentrant!r}")
         self.name = name
         self.timeout = check_timeout(timeout)
         self._backend = backend
@@ -83,10 +99,18 @@ class Lock:
         self._callbacks: list[LostCallback] = []
         self._gate: threading.Lock | None = None
         self._listener: Callable[[SessionState], None] | None = None
+        self._reentrant = reentrant
+        self._local = threading.Lock()  # reentrant: held by the owner thread
+        self._owner: int | None = None
+        self._depth = 0
 
     def __repr__(self) -> str:
         state = f"held token={self._token}" if self.held else "not held"
-        return f"<Lock {self.name!r} {state}>"
+        return f"<{type(self).__name__} {self.name!r} {state}>"
+
+    def _rule(self) -> Rule:
+        """Which earlier entries block ours: for a mutex, the one just before ours."""
+        return MUTEX
 
     # --- state -------------------------------------------------------------------------
 
@@ -125,12 +149,41 @@ class Lock:
         timeout = check_timeout(timeout)
         if not blocking:
             timeout = 0.0
+        if self._reentrant:
+            return self._acquire_reentrant(timeout)
+        return self._acquire(timeout)
+
+    def _acquire_reentrant(self, timeout: float | None) -> bool:
+        me = threading.get_ident()
+        with self._state_guard:
+            if self._owner == me and self._entry is not None:
+                if not self._entry.session.alive:
+                    raise LockLost(f"lock {self.name!r} was lost with its session; release it")
+                self._depth += 1
+                return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._local.acquire(timeout=-1 if timeout is None else timeout):
+            return False  # another thread holds this object
+        try:
+            got = self._acquire(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except BaseException:
+            self._local.release()
+            raise
+        if not got:
+            self._local.release()
+            return False
+        with self._state_guard:
+            self._owner, self._depth = me, 1
+        return True
+
+    def _acquire(self, timeout: float | None) -> bool:
         with self._state_guard:
             if self._entry is not None and self._entry.session.alive:
-                raise AlreadyHeld(f"lock {self.name!r} is already held by this object")
+                raise AlreadyHeld(f"{self._what} {self.name!r} is already held by this object")
         self._forget()  # a hold lost earlier and never released
         deadline = None if timeout is None else time.monotonic() + timeout
-        gate = self._backend.gate(self._path) if self._backend.one_entry_per_session else None
+        shared = self._backend.shares_entry(self._kind)
+        gate = self._backend.gate(self._path) if shared else None
         if gate is not None and not gate.acquire(timeout=-1 if timeout is None else timeout):
             return False
         try:
@@ -149,19 +202,20 @@ class Lock:
     def _contend(self, deadline: float | None) -> Contender | None:
         """Steps 1-3 of the algorithm; retried in a new session if ours is lost while
         we wait (we had not got the lock, so nothing was promised)."""
+        rule = self._rule()
         while True:
             entry = None
             try:
                 entry, first = self._enqueue()
                 while not first:
-                    blocker = self._backend.predecessor(entry)
-                    if blocker is None:
+                    blockers = self._backend.blockers(entry, rule)
+                    if not blockers:
                         break
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         self._backend.withdraw(entry)
                         return None
-                    self._backend.wait_deleted(blocker, entry, remaining)
+                    self._backend.wait_any_deleted(blockers, entry, remaining)
                     first = False
                 entry.session.check()
                 return entry
@@ -175,8 +229,8 @@ class Lock:
 
     def _enqueue(self) -> tuple[Contender, bool | None]:
         if self._style == "kazoo":
-            return self._backend.enqueue(self._path, self._data)
-        return self._backend.enqueue(self._path, self._data, style=self._style)  # type: ignore[call-arg]
+            return self._backend.enqueue(self._path, self._data, self._kind)
+        return self._backend.enqueue(self._path, self._data, self._kind, style=self._style)  # type: ignore[call-arg]
 
     def _hold(self, entry: Contender, gate: threading.Lock | None) -> None:
         self._gate = gate
@@ -193,8 +247,25 @@ class Lock:
         self._listener = on_state
 
     def release(self) -> None:
-        """Release the lock. Raises ``NotHeld`` if this object does not hold it, and
-        ``LockLost`` if the hold was lost before (others may have held it since)."""
+        """Release the lock. Raises ``NotHeld`` if this object does not hold it (or,
+        reentrant, another thread does), and ``LockLost`` if the hold was lost before
+        (others may have held it since)."""
+        if not self._reentrant:
+            self._release()
+            return
+        with self._state_guard:
+            if self._entry is None or self._owner != threading.get_ident():
+                raise NotHeld(f"lock {self.name!r} is not held by this thread")
+            if self._depth > 1 and self._entry.session.alive:
+                self._depth -= 1
+                return
+            self._owner, self._depth = None, 0
+        try:
+            self._release()
+        finally:
+            self._local.release()
+
+    def _release(self) -> None:
         entry = self._entry
         if entry is None:
             raise NotHeld(f"lock {self.name!r} is not held")
@@ -203,6 +274,8 @@ class Lock:
                 raise LockLost(f"lock {self.name!r} was lost with its session before release")
             # Before the local gate opens: on etcd the next local holder reuses our key.
             self._backend.withdraw(entry)
+            if not entry.session.alive:  # the server told us while we released
+                raise LockLost(f"lock {self.name!r} was lost with its session before release")
         finally:
             self._forget()
 

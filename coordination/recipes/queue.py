@@ -41,6 +41,7 @@ from ..errors import (
     PayloadTooLarge,
     SessionLost,
     TaskNotFound,
+    UncertainOutcome,
     WrongQueue,
 )
 from ..names import validate_name
@@ -398,21 +399,43 @@ class Queue:
                 ops += self._release_key(h, checks)
             else:
                 ops += self._requeue(h, data, record.key, delay, error, checks)
+            session = getattr(task, "_session", None)
             try:
-                if self._backend.kv_commit(checks, ops, getattr(task, "_session", None)) is not None:
+                if self._backend.kv_commit(checks, ops, session) is not None:
                     task._settled = True
                     return
             except OutcomeUnknown:
-                current = self._backend.kv_get(record.key)
-                if current is None or current.version != record.version:
-                    task._settled = True  # applied before the reply was lost
+                if self._settled_by_us(task, record, done, h.get("n"), session):
+                    task._settled = True
                     return
-            # A check failed: a concurrent put of the same key, or the claim was lost;
+            # Not applied: a concurrent put of the same key, or the claim was lost;
             # _own() tells which on the next round.
+
+    def _settled_by_us(self, task: Task, record: Entry, done: bool, nonce: str | None,
+                       session: Any) -> bool:
+        """After a lost reply: did our ack/nack apply? False if it did not (the caller
+        retries, and finds out whether the claim is still ours); ``ClaimLost`` if the
+        task changed hands; ``UncertainOutcome`` if nobody can tell."""
+        current = self._backend.kv_get(record.key)
+        if current is not None and current.version == record.version:
+            return False  # nothing happened
+        if not done:  # our nack wrote our nonce into the record
+            if current is not None and self._unpack(current.value)[0].get("n") == nonce:
+                return True
+            raise ClaimLost(f"task {task.id} changed hands while its nack was in flight")
+        if current is not None:
+            raise ClaimLost(f"task {task.id} changed hands while its ack was in flight")
+        if session is not None and session.alive:
+            return True  # our claim kept others out, so the removal was ours
+        raise UncertainOutcome(
+            f"the ack of task {task.id} may or may not have applied: the reply and the "
+            "session were lost; the task is either done or will be delivered again")
 
     def _requeue(self, h: dict[str, Any], data: bytes, record_key: str, delay: float,
                  error: str, checks: list[Any]) -> list[Op]:
-        """Ops putting a failed task back, or into the dead letters after max_attempts."""
+        """Ops putting a failed task back, or into the dead letters after max_attempts.
+        A fresh nonce in the record tells a lost reply's sender whether it applied."""
+        h["n"] = uuid.uuid4().hex[:12]
         h["a"] += 1
         h["e"] = error[:2000]
         h["state"] = "ready"

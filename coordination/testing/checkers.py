@@ -1,0 +1,123 @@
+"""Checkers over recorded histories. Each returns a list of violations (strings); an
+empty list means the invariant held. They are written to be able to fail: see the
+negative control in ``tests/chaos`` and the unit tests in ``tests/test_checkers.py``."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+Event = dict[str, Any]
+
+
+def load(paths: Iterable[Path]) -> list[Event]:
+    """All events of the given JSONL files (a torn last line of a killed worker is skipped)."""
+    events = []
+    for path in paths:
+        if not Path(path).exists():
+            continue
+        for line in Path(path).read_text().splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return events
+
+
+def check_fenced_writes(writes: list[tuple[int, int, int, bool]], initial: int) -> list[str]:
+    """The resource's view: applied writes have strictly increasing tokens, and each
+    applied write took exactly one unit off the stock (no lost update, no oversell)."""
+    problems = []
+    last_token, expected = None, initial
+    for pid, token, qty, applied in writes:
+        if not applied:
+            continue
+        if last_token is not None and token <= last_token:
+            problems.append(f"stale write applied: token {token} after {last_token} (pid {pid})")
+        if qty != expected - 1:
+            problems.append(f"lost update: stock set to {qty}, expected {expected - 1} (pid {pid})")
+        if qty < 0:
+            problems.append(f"stock below zero: {qty}")
+        last_token, expected = token, qty
+    return problems
+
+
+def holds(events: list[Event]) -> list[tuple[float, float, int, int, str]]:
+    """``(start, end, token, pid, release_result)`` of every hold that was released."""
+    open_holds: dict[int, Event] = {}
+    result = []
+    for event in events:
+        if event["op"] == "acquire" and event.get("ok"):
+            open_holds[event["pid"]] = event
+        elif event["op"] == "release" and event["pid"] in open_holds:
+            start = open_holds.pop(event["pid"])
+            result.append((start["t1"], event["t0"], start["token"], event["pid"], event["result"]))
+    return result
+
+
+def check_lock_holds(events: list[Event]) -> list[str]:
+    """Holds not reported lost never overlap, and their tokens grow in time order."""
+    problems = []
+    safe = sorted(h for h in holds(events) if h[4] == "ok")
+    for (start, end, token, pid, _r), (nstart, _e, ntoken, npid, _r2) in zip(safe, safe[1:]):
+        if nstart < end:
+            problems.append(f"overlap: pid {pid} [{start:.3f},{end:.3f}] token {token} and "
+                            f"pid {npid} from {nstart:.3f} token {ntoken}")
+        if ntoken <= token:
+            problems.append(f"token did not grow: {token} then {ntoken}")
+    return problems
+
+
+def check_errors_typed(events: list[Event]) -> list[str]:
+    """Every failure seen by a worker was a typed ``coordination.errors`` error."""
+    from .. import errors
+
+    known = {name for name in dir(errors) if isinstance(getattr(errors, name), type)}
+    return [f"untyped error {e['error']!r} in {e['op']}" for e in events
+            if e.get("error") and e["error"] not in known]
+
+
+def check_queue(events: list[Event], stats: dict[str, int], dead: set[str]) -> list[str]:
+    """Jepsen's total queue, stricter: every acknowledged put is acked or dead; nothing
+    unexpected is delivered; no task is acked twice; per-key order; nothing in flight."""
+    problems = []
+    put_ok = {e["id"] for e in events if e["op"] == "put" and e.get("ok")}
+    put_any = {e["id"] for e in events if e["op"] == "put"}
+    seq = {e["id"]: (e["key"], e["seq"]) for e in events if e["op"] == "put"}
+    claims = [e for e in events if e["op"] == "claim"]
+    acked: dict[str, int] = defaultdict(int)
+    for event in events:
+        if event["op"] == "ack" and event.get("ok"):
+            acked[event["id"]] += 1
+    for task_id in sorted(put_ok - set(acked) - dead):
+        if not any(c["id"] == task_id for c in claims):
+            problems.append(f"lost: task {task_id} was put but never delivered")
+    for task_id, count in acked.items():
+        if count > 1:
+            problems.append(f"acked twice: task {task_id} ({count} times)")
+    unexpected = {c["id"] for c in claims} - put_any
+    problems += [f"unexpected delivery: {task_id}" for task_id in sorted(unexpected)]
+    first_claims: dict[str, list[int]] = defaultdict(list)
+    for claim in sorted(claims, key=lambda c: c["token"]):
+        key, number = seq.get(claim["id"], (None, None))
+        if key is not None and number not in first_claims[key]:
+            first_claims[key].append(number)
+    for key, numbers in first_claims.items():
+        if numbers != sorted(numbers):
+            problems.append(f"key {key} delivered out of order: {numbers}")
+    if stats.get("in_flight") or stats.get("pending") or stats.get("delayed"):
+        problems.append(f"not drained: {stats}")
+    return problems
+
+
+def check_inventory(initial: int, final: int, sales: int) -> list[str]:
+    """Stock never below zero and equal to the initial stock minus accepted sales."""
+    problems = []
+    if final < 0:
+        problems.append(f"stock below zero: {final}")
+    if final != initial - sales:
+        problems.append(f"stock {final} != initial {initial} - accepted sales {sales}")
+    return problems

@@ -1,0 +1,179 @@
+"""Run a workload against a cluster while faults are injected, then check the history.
+
+A scenario: worker processes (lock buyers, or queue producers and consumers) connect
+through a :class:`ProxiedCluster`; once they make progress the faults run one after the
+other; the workers go on until they made progress again after the last fault, then stop;
+the checkers read the recorded histories and the servers' final state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import coordination
+
+from ..cluster import LocalCluster
+from . import checkers
+from .nemesis import Context, Fault
+from .proxy import ProxiedCluster
+from .resource import Inventory
+
+STOCK = 1_000_000
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclasses.dataclass
+class Verdict:
+    scenario: str
+    backend: str
+    faults: list[str]
+    checks: dict[str, list[str]]
+    operations: int
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.checks.values())
+
+    def report(self) -> str:
+        lines = [f"{self.backend} {self.scenario}: {'OK' if self.ok else 'VIOLATION'} "
+                 f"({self.operations} operations)"]
+        lines += [f"  fault: {fault}" for fault in self.faults]
+        for name, problems in self.checks.items():
+            lines.append(f"  {name}: {'ok' if not problems else ''}")
+            lines += [f"    {problem}" for problem in problems[:10]]
+        return "\n".join(lines)
+
+
+def _spawn(args: Sequence[str]) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.Popen([sys.executable, "-m", "coordination.testing.workloads", *args],
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached within {timeout}s")
+        time.sleep(0.05)
+
+
+def _stop(workers: list[subprocess.Popen[bytes]], histories: list[Path], timeout: float) -> None:
+    for path in histories:
+        Path(str(path) + ".stop").touch()
+    deadline = time.monotonic() + timeout
+    for worker in workers:
+        try:
+            worker.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            worker.kill()  # by the Popen's pid
+            worker.wait()
+
+
+def _count(histories: list[Path], op: str) -> int:
+    return sum(1 for e in checkers.load(histories) if e["op"] == op and e.get("ok", True))
+
+
+def run_lock_scenario(cluster: LocalCluster, name: str, faults: Sequence[Fault], workdir: Path,
+                      ttl: float = 2.0, workers: int = 3, fenced: bool = True,
+                      hold: float = 0.02, seed: int = 0) -> Verdict:
+    """Buyers take one lock and decrement one SKU in the inventory; see module doc."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    proxies = ProxiedCluster(cluster.backend, cluster.endpoints)
+    namespace = f"chaos{uuid.uuid4().hex[:8]}"
+    url = f"{proxies.url}/{namespace}?session_ttl={ttl}&request_timeout=10"
+    db = workdir / "inventory.sqlite"
+    inventory = Inventory(db, fenced=fenced)
+    inventory.create("sku-1", STOCK)
+    histories = [workdir / f"buyer{i}.jsonl" for i in range(workers)]
+    extra = ["--hold", str(hold)] + ([] if fenced else ["--unfenced"])
+    procs = [_spawn(["lock", url, "sku-1", str(db), str(h), *extra]) for h in histories]
+    ctx = Context(cluster, proxies, ttl, procs, histories, random.Random(seed))
+    try:
+        _wait(lambda: _count(histories, "write") >= 3, 60, "first writes")
+        done = [fault(ctx) for fault in faults]
+        before = _count(histories, "write")
+        _wait(lambda: _count(histories, "write") >= before + 3, 60, "progress after the faults")
+    finally:
+        _stop(procs, histories, timeout=ttl * 3 + 10)
+        proxies.close()
+    events = checkers.load(histories)
+    checks = {
+        "fenced writes": checkers.check_fenced_writes(inventory.writes("sku-1"), STOCK),
+        "holds never overlap": checkers.check_lock_holds(events),
+        "typed errors": checkers.check_errors_typed(events),
+        "no orphans": _orphans(cluster, namespace, ttl),
+        "workers exited cleanly": [f"worker exit code {p.returncode}" for p in procs
+                                   if p.returncode not in (0, -9)],
+    }
+    sales = sum(1 for _pid, _t, _q, applied in inventory.writes("sku-1") if applied)
+    checks["inventory"] = checkers.check_inventory(STOCK, inventory.read("sku-1"), sales)
+    inventory.close()
+    return Verdict(name, cluster.backend, done, checks, len(events))
+
+
+def _orphans(cluster: LocalCluster, namespace: str, ttl: float) -> list[str]:
+    """After the workers are gone, no contender of theirs may stay (within one TTL)."""
+    with coordination.connect(f"{cluster.url}/{namespace}") as coord:
+        lock = coord.lock("sku-1")
+        backend = coord._backend
+
+        def entries() -> list[str]:
+            if coord.backend == "zookeeper":
+                return [n for n, _d, _o in backend.children_data(lock.path)]  # type: ignore[attr-defined]
+            return [k for k, _v, _r, _l in backend.contenders(lock.path)]  # type: ignore[attr-defined]
+
+        try:
+            _wait(lambda: not entries(), ttl * 2 + 3, "dead sessions' entries gone")
+        except TimeoutError:
+            return [f"orphan contender {entry}" for entry in entries()]
+        return []
+
+
+def run_queue_scenario(cluster: LocalCluster, name: str, faults: Sequence[Fault], workdir: Path,
+                       ttl: float = 2.0, producers: int = 2, consumers: int = 3,
+                       count: int = 60, seed: int = 0) -> Verdict:
+    """Producers put keyed and plain tasks with their own ids, consumers ack them."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    proxies = ProxiedCluster(cluster.backend, cluster.endpoints)
+    namespace = f"chaos{uuid.uuid4().hex[:8]}"
+    url = f"{proxies.url}/{namespace}?session_ttl={ttl}&request_timeout=10"
+    put_logs = [workdir / f"producer{i}.jsonl" for i in range(producers)]
+    histories = [workdir / f"consumer{i}.jsonl" for i in range(consumers)]
+    procs = [_spawn(["produce", url, "orders", str(h), "--count", str(count), "--keys", "5"])
+             for h in put_logs]
+    workers = [_spawn(["consume", url, "orders", str(h)]) for h in histories]
+    ctx = Context(cluster, proxies, ttl, workers, histories, random.Random(seed))
+    try:
+        _wait(lambda: _count(histories, "ack") >= 5, 60, "first acks")
+        done = [fault(ctx) for fault in faults]
+        for i, worker in enumerate(workers):  # replace consumers a fault killed
+            if worker.poll() is not None:
+                workers[i] = _spawn(["consume", url, "orders", str(histories[i])])
+        _wait(lambda: all(p.poll() is not None for p in procs), 120, "producers done")
+        with coordination.connect(f"{cluster.url}/{namespace}") as coord:
+            queue = coord.queue("orders")
+            _wait(lambda: len(queue) == 0 and queue.stats()["in_flight"] == 0, 120,
+                  "queue drained")
+            stats = queue.stats()
+            dead = {task.id for task in queue.dead_letters()}
+    finally:
+        _stop(workers + procs, histories + put_logs, timeout=ttl * 3 + 10)
+        proxies.close()
+    events = checkers.load(put_logs + histories)
+    checks = {
+        "total queue": checkers.check_queue(events, stats, dead),
+        "typed errors": checkers.check_errors_typed(events),
+        "workers exited cleanly": [f"worker exit code {p.returncode}" for p in workers + procs
+                                   if p.returncode not in (0, -9)],
+    }
+    return Verdict(name, cluster.backend, done, checks, len(events))

@@ -1,0 +1,79 @@
+"""The checkers can fail: each is fed a history that breaks its invariant."""
+
+from __future__ import annotations
+
+from coordination.testing import checkers
+from coordination.testing.linearizability import Op, is_linearizable
+
+
+def test_fenced_writes_checker() -> None:
+    good = [(1, 5, 9, True), (2, 4, 9, False), (2, 7, 8, True)]
+    assert checkers.check_fenced_writes(good, 10) == []
+    stale = [(1, 5, 9, True), (2, 4, 8, True)]
+    assert any("stale write" in p for p in checkers.check_fenced_writes(stale, 10))
+    lost_update = [(1, 5, 9, True), (2, 6, 9, True)]
+    assert any("lost update" in p for p in checkers.check_fenced_writes(lost_update, 10))
+
+
+def _hold(pid: int, token: int, start: float, end: float, result: str = "ok") -> list[dict]:
+    return [{"op": "acquire", "pid": pid, "ok": True, "token": token, "t0": start, "t1": start},
+            {"op": "release", "pid": pid, "t0": end, "t1": end, "result": result}]
+
+
+def test_lock_holds_checker() -> None:
+    assert checkers.check_lock_holds(_hold(1, 1, 0, 1) + _hold(2, 2, 1.5, 2)) == []
+    overlap = _hold(1, 1, 0, 1) + _hold(2, 2, 0.5, 2)
+    assert any("overlap" in p for p in checkers.check_lock_holds(overlap))
+    shrinking = _hold(1, 5, 0, 1) + _hold(2, 2, 1.5, 2)
+    assert any("token" in p for p in checkers.check_lock_holds(shrinking))
+    lost = _hold(1, 1, 0, 1, "lost") + _hold(2, 2, 0.5, 2)
+    assert checkers.check_lock_holds(lost) == []  # a hold reported lost is excused
+
+
+def test_queue_checker() -> None:
+    puts = [{"op": "put", "id": f"t{i}", "key": "k", "seq": i, "ok": True} for i in range(3)]
+    claims = [{"op": "claim", "id": f"t{i}", "token": 10 + i} for i in range(3)]
+    acks = [{"op": "ack", "id": f"t{i}", "ok": True} for i in range(3)]
+    drained = {"pending": 0, "in_flight": 0, "delayed": 0}
+    assert checkers.check_queue(puts + claims + acks, drained, set()) == []
+    assert any("lost" in p for p in checkers.check_queue(puts + claims[:2] + acks[:2], drained, set()))
+    twice = acks + [{"op": "ack", "id": "t0", "ok": True}]
+    assert any("twice" in p for p in checkers.check_queue(puts + claims + twice, drained, set()))
+    reordered = [{"op": "claim", "id": "t1", "token": 1}, {"op": "claim", "id": "t0", "token": 2},
+                 {"op": "claim", "id": "t2", "token": 3}]
+    assert any("order" in p for p in checkers.check_queue(puts + reordered + acks, drained, set()))
+    ghost = [{"op": "claim", "id": "nobody", "token": 99}]
+    assert any("unexpected" in p for p in checkers.check_queue(puts + claims + acks + ghost,
+                                                               drained, set()))
+    assert any("drained" in p for p in checkers.check_queue(puts + claims + acks,
+                                                            {"in_flight": 1}, set()))
+
+
+def test_inventory_checker() -> None:
+    assert checkers.check_inventory(10, 7, 3) == []
+    assert checkers.check_inventory(10, 8, 3)
+    assert checkers.check_inventory(1, -1, 2)
+
+
+def test_typed_errors_checker() -> None:
+    assert checkers.check_errors_typed([{"op": "get", "error": "BackendUnavailable"}]) == []
+    assert checkers.check_errors_typed([{"op": "get", "error": "_InactiveRpcError"}])
+
+
+def test_linearizability_of_mutex_histories() -> None:
+    sequential = [Op(1, "acquire", 0, 1), Op(1, "release", 2, 3),
+                  Op(2, "acquire", 4, 5), Op(2, "release", 6, 7)]
+    assert is_linearizable(sequential)
+    # Overlapping calls may be ordered either way.
+    concurrent = [Op(1, "acquire", 0, 3), Op(2, "acquire", 1, 6), Op(1, "release", 4, 5),
+                  Op(2, "release", 7, 8)]
+    assert is_linearizable(concurrent)
+    # Two holders at once: no order explains it.
+    double = [Op(1, "acquire", 0, 1), Op(2, "acquire", 2, 3), Op(1, "release", 4, 5),
+              Op(2, "release", 6, 7)]
+    assert not is_linearizable(double)
+    # A release by a non-holder is impossible.
+    assert not is_linearizable([Op(1, "acquire", 0, 1), Op(2, "release", 2, 3)])
+    # An acquire that never returned may or may not have happened.
+    crashed = [Op(1, "acquire", 0, None), Op(2, "acquire", 2, 3), Op(2, "release", 4, 5)]
+    assert is_linearizable(crashed)
