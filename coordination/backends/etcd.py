@@ -146,10 +146,7 @@ class _EtcdKV:
         try:
             woken.wait(timeout)
         finally:
-            try:
-                self._client.cancel_watch(watch_id)
-            except Exception:
-                pass
+            self._cancel_watch(watch_id)
 
 
 class EtcdBackend(_EtcdKV, Backend):
@@ -240,6 +237,12 @@ class EtcdBackend(_EtcdKV, Backend):
             request, timeout or self._client.timeout,
             credentials=self._client.call_credentials, metadata=self._client.metadata,
         )
+
+    def _cancel_watch(self, watch_id: int) -> None:
+        try:
+            self._client.cancel_watch(watch_id)
+        except Exception:  # the watch stream may already be gone
+            pass
 
     def txn(self, session: Session | None, request: etcdrpc.TxnRequest) -> Any:
         return self._call(session, self._rpc, "kvstub", "Txn", request)
@@ -420,10 +423,7 @@ class EtcdBackend(_EtcdKV, Backend):
         finally:
             me.session.remove_waker(woken)
             for watch_id in watch_ids:
-                try:
-                    self._client.cancel_watch(watch_id)
-                except Exception:  # the stream may already be gone
-                    pass
+                self._cancel_watch(watch_id)
 
     def head(self, path: str) -> Head:
         first = _range_first(path)
@@ -475,10 +475,7 @@ class EtcdBackend(_EtcdKV, Backend):
         try:
             woken.wait(timeout)
         finally:
-            try:
-                self._client.cancel_watch(watch_id)
-            except Exception:
-                pass
+            self._cancel_watch(watch_id)
         for event in list(events):
             if isinstance(event, etcd_events.DeleteEvent):
                 return self._head_at(path, event.mod_revision)

@@ -23,12 +23,11 @@ from ..errors import (
     ClientClosed,
     CoordinationError,
     InvalidArgument,
-    InvalidPayload,
     LockLost,
     NotHeld,
-    PayloadTooLarge,
 )
 from ..names import validate_name, validate_raw_path
+from ..payload import encode_payload
 from .lock import Lock, check_timeout
 
 log = logging.getLogger(__name__)
@@ -41,17 +40,6 @@ Callback = Callable[[bytes | None], None]
 class _Candidacy(Lock):
     _recipe = "elections"
     _what = "election"
-
-
-def _encode(value: object) -> bytes:
-    if isinstance(value, str):
-        value = value.encode("utf-8")
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise InvalidPayload(f"a candidate value must be bytes or str, got {type(value).__name__}")
-    data = bytes(value)
-    if len(data) > MAX_VALUE:
-        raise PayloadTooLarge(f"a candidate value of {len(data)} bytes exceeds {MAX_VALUE}")
-    return data
 
 
 class Observer:
@@ -156,7 +144,7 @@ class Election:
         """Stand as a candidate with ``value`` and wait until we lead (True) or
         ``timeout`` seconds pass (False, and our candidacy is withdrawn). Raises
         ``AlreadyHeld`` while this object leads or campaigns."""
-        data = _encode(value)
+        data = encode_payload(value, MAX_VALUE, "a candidate value")
         timeout = check_timeout(timeout)
         with self._guard:
             if self._campaigning or (self._candidacy is not None and self._candidacy.held):

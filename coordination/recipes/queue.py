@@ -37,14 +37,13 @@ from ..errors import (
     AlreadyAcknowledged,
     ClaimLost,
     InvalidArgument,
-    InvalidPayload,
-    PayloadTooLarge,
     SessionLost,
     TaskNotFound,
     UncertainOutcome,
     WrongQueue,
 )
 from ..names import validate_name
+from ..payload import encode_payload
 from .lock import check_timeout
 
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
@@ -55,17 +54,6 @@ MAX_PAYLOAD = 900 * 1024
 OUTER_NS, INNER_NS = 10**11, 10**8
 _READY_DEPTH, _DELAYED_DEPTH = 4, 3
 _BATCH = 40  # tasks per put_many commit (etcd allows 128 operations per transaction)
-
-
-def _encode(payload: object) -> bytes:
-    if isinstance(payload, str):
-        payload = payload.encode("utf-8")
-    if not isinstance(payload, bytes | bytearray | memoryview):
-        raise InvalidPayload(f"payload must be bytes or str, got {type(payload).__name__}")
-    data = bytes(payload)
-    if len(data) > MAX_PAYLOAD:
-        raise PayloadTooLarge(f"payload of {len(data)} bytes exceeds {MAX_PAYLOAD} bytes")
-    return data
 
 
 class _Clock:
@@ -205,7 +193,7 @@ class Queue:
         """Store a task; its id. With an ``id`` already in the queue, nothing is stored
         again (a producer may retry after a lost reply). Raises ``InvalidPayload``,
         ``PayloadTooLarge``, ``InvalidArgument``, ``BackendUnavailable``."""
-        payload = _encode(data)
+        payload = encode_payload(data, MAX_PAYLOAD)
         header = self._header(priority, delay, key, id)
         if key is None:
             self._commit_puts([(header, payload)])
@@ -216,7 +204,7 @@ class Queue:
     def put_many(self, items: Iterable[bytes | str], priority: int = 0, delay: float = 0.0,
                  key: str | None = None) -> list[str]:
         """Store several tasks (one commit per batch of up to 40 where there is no key)."""
-        payloads = [_encode(item) for item in items]
+        payloads = [encode_payload(item, MAX_PAYLOAD) for item in items]
         tasks = [(self._header(priority, delay, key, None), p) for p in payloads]
         if key is not None:
             for header, payload in tasks:
