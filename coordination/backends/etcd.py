@@ -78,7 +78,8 @@ class _EtcdKV:
         return Entry(key, kv.value, kv.mod_revision, kv.mod_revision, kv.lease)
 
     def kv_commit(  # type: ignore[misc]
-        self: EtcdBackend, checks: list[Check], ops: list[Op], session: Session | None = None
+        self: EtcdBackend, checks: Sequence[Check], ops: Sequence[Op],
+        session: Session | None = None
     ) -> int | None:
         compare = []
         for check in checks:

@@ -111,7 +111,8 @@ class _ZooKeeperKV:
         self._assured.add(parent)
 
     def kv_commit(  # type: ignore[misc]
-        self: ZooKeeperBackend, checks: list[Check], ops: list[Op], session: Session | None = None
+        self: ZooKeeperBackend, checks: Sequence[Check], ops: Sequence[Op],
+        session: Session | None = None
     ) -> int | None:
         for op in ops:
             if isinstance(op, Create):
@@ -389,7 +390,8 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
 
     # --- the one place for retries and error translation -------------------------------
 
-    def _call(self, session: Session | None, fn: str | Callable[..., T], *args: Any, **kw: Any) -> T:
+    def _call(self, session: Session | None, fn: str | Callable[..., Any], *args: Any,
+              **kw: Any) -> Any:
         """Run ``fn`` (a kazoo client method name, or a callable) with retries on
         connection loss until the request timeout.
 
