@@ -535,17 +535,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         return [Blocker(f"{me.path}/{child}") for _seq, child in before[: rule.permits]]
 
     def wait_deleted(self, blocker: Blocker, me: Contender, timeout: float | None) -> bool:
-        woken = threading.Event()
-        me.session.add_waker(woken)
-        try:
-            stat = self._call(
-                me.session, "exists", blocker.key, watch=lambda _event: woken.set()
-            )
-            if stat is None:
-                return True
-            return woken.wait(timeout)
-        finally:
-            me.session.remove_waker(woken)
+        return self._wait_any_deleted([blocker], me, timeout)
 
     def _wait_any_deleted(self, blockers: Sequence[Blocker], me: Contender,
                           timeout: float | None) -> bool:
