@@ -383,6 +383,11 @@ class _Backend:
         """None unless the node believes it leads; then its epoch/term if known, else 0."""
         raise NotImplementedError
 
+    def traffic(self, node: _Node) -> tuple[float, float]:
+        """``(requests received, watch notifications sent)`` so far, from the server's
+        own counters."""
+        raise NotImplementedError
+
 
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
 # Debian's zookeeper.jar lists its dependencies in its manifest Class-Path but has no
@@ -478,6 +483,13 @@ class _ZooKeeper(_Backend):
         except ValueError:
             return 0
 
+    def traffic(self, node: _Node) -> tuple[float, float]:
+        # Every request gets one reply; what is sent beyond the replies is notifications.
+        lines = (_four_letter(node.client_port, "mntr") or "").splitlines()
+        counters = dict(line.split("\t", 1) for line in lines if "\t" in line)
+        received = float(counters.get("zk_packets_received", 0))
+        return received, float(counters.get("zk_packets_sent", 0)) - received
+
 
 class _Etcd(_Backend):
     def binary(self) -> str:
@@ -529,6 +541,17 @@ class _Etcd(_Backend):
     def leader_rank(self, node: _Node) -> int | None:
         metrics = _http_text(f"{self._url(node.client_port)}/metrics") or ""
         return 0 if re.search(r"^etcd_server_is_leader 1$", metrics, re.MULTILINE) else None
+
+    def traffic(self, node: _Node) -> tuple[float, float]:
+        # Requests: every message a client sent (unary calls and stream messages, lease
+        # keep-alives included); notifications: the Watch stream's messages to clients.
+        metrics = _http_text(f"{self._url(node.client_port)}/metrics") or ""
+        received = sum(float(v) for v in re.findall(
+            r"^grpc_server_msg_received_total\{[^}]*\} (\S+)$", metrics, re.MULTILINE))
+        watch = sum(float(v) for v in re.findall(
+            r'^grpc_server_msg_sent_total\{[^}]*grpc_method="Watch"[^}]*\} (\S+)$', metrics,
+            re.MULTILINE))
+        return received, watch
 
 
 _BACKEND_CLASSES: dict[str, type[_Backend]] = {"zookeeper": _ZooKeeper, "etcd": _Etcd}
@@ -786,6 +809,22 @@ class LocalCluster:
 
         self._wait_until(elected, timeout, "a leader to be elected", [])
         return found[-1]
+
+    def traffic(self) -> tuple[float, float]:
+        """``(requests received, watch notifications sent)`` by all running nodes so far,
+        from the servers' own counters (ZooKeeper ``mntr``, etcd ``/metrics``)."""
+        totals = [self._impl.traffic(node) for node in self._nodes if node.probeable()]
+        return sum(t[0] for t in totals), sum(t[1] for t in totals)
+
+    def heal(self, timeout: float = 60.0) -> None:
+        """Undo every fault: resume paused nodes, restart dead ones, wait until healthy
+        (TimeoutError if that takes longer than ``timeout``)."""
+        for i in range(self.size):
+            if self.is_paused(i):
+                self.resume(i)
+            if not self.is_running(i):
+                self.restart(i, wait=False)
+        self.wait_healthy(timeout)
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         """Wait until every running, unpaused node serves and there is a leader.

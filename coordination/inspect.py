@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .client import Coordinator
 
 #: Children of a queue's root that belong to its layout (see recipes/queue.py).
-_QUEUE_PARTS = frozenset({"t", "r", "w", "f", "c", "d", "k", "n", "bell"})
+_QUEUE_PARTS = frozenset({"t", "r", "w", "f", "c", "d", "x", "k", "n", "bell"})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -54,6 +54,10 @@ class Session:
         #: Local monotonic time after which the server may already have dropped this
         #: session (set by the backend while it cannot confirm the session).
         self.deadline: float | None = None
+        #: Local monotonic time by which the backend's watchdog thread must run again. If
+        #: it has not, the process was frozen (GC, SIGSTOP, swap) long enough for the
+        #: server to drop the session: not alive, even before that thread wakes up.
+        self.watchdog: float | None = None
 
     def __repr__(self) -> str:
         return f"<Session {self.id} {self._state.value}>"
@@ -64,12 +68,13 @@ class Session:
 
     @property
     def alive(self) -> bool:
-        """False once lost, or once the local deadline has passed (even before the
-        backend's thread has noticed and moved the state to LOST)."""
+        """False once lost, or once the local deadline or the watchdog's has passed
+        (even before the backend's thread has noticed and moved the state to LOST)."""
         if self.lost.is_set():
             return False
-        deadline = self.deadline
-        return deadline is None or time.monotonic() < deadline
+        now = time.monotonic()
+        deadline, watchdog = self.deadline, self.watchdog
+        return (deadline is None or now < deadline) and (watchdog is None or now < watchdog)
 
     def check(self) -> None:
         """Raise ``SessionLost`` if this generation is lost, closed or past its deadline."""

@@ -41,10 +41,25 @@ def cluster(backend: str) -> Iterator[LocalCluster]:
     yield _clusters[backend]
 
 
+_fault_clusters: dict[str, LocalCluster] = {}
+
+
+@pytest.fixture
+def fault_cluster(backend: str) -> Iterator[LocalCluster]:
+    """A 3-node cluster of ``backend`` of its own, for tests that kill, pause or cut off
+    servers: healthy when the test starts, healed (every node back) after it."""
+    if backend not in _fault_clusters:
+        _fault_clusters[backend] = LocalCluster(backend, nodes=3).start()
+    faulty = _fault_clusters[backend]
+    faulty.wait_healthy()
+    yield faulty
+    faulty.heal()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _stop_clusters() -> Iterator[None]:
     yield
-    for running in _clusters.values():
+    for running in [*_clusters.values(), *_fault_clusters.values()]:
         running.stop()
 
 

@@ -30,6 +30,30 @@ def test_lock_holds_checker() -> None:
     assert checkers.check_lock_holds(lost) == []  # a hold reported lost is excused
 
 
+def test_capacity_checker() -> None:
+    two_at_once = _hold(1, 1, 0, 2) + _hold(2, 2, 1, 3) + _hold(3, 3, 2, 4)  # 3 starts as 1 ends
+    assert checkers.check_capacity(two_at_once, 2) == []
+    three = _hold(1, 1, 0, 2) + _hold(2, 2, 1, 3) + _hold(3, 3, 1.5, 4)
+    assert any("3 holders" in p for p in checkers.check_capacity(three, 2))
+    assert checkers.check_capacity(_hold(1, 1, 0, 2, "lost") + three[2:], 2) == []
+
+
+def _add(pid: int, value: int | None, t0: float, t1: float, ok: bool | None = True) -> dict:
+    return {"op": "add", "pid": pid, "ok": ok, "value": value, "t0": t0, "t1": t1}
+
+
+def test_counter_checker() -> None:
+    good = [_add(1, 9, 0, 1), _add(2, 7, 0.5, 3), _add(3, 8, 0.5, 2)]  # 2 and 3 concurrent
+    assert checkers.check_counter(good, 10, 7) == []
+    assert checkers.check_counter([*good, _add(1, None, 3, 4, None)], 10, 6) == []
+    lost_update = [_add(1, 9, 0, 1), _add(2, 9, 2, 3)]
+    assert any("returned to 2 adds" in p for p in checkers.check_counter(lost_update, 10, 9))
+    unexplained = checkers.check_counter(good, 10, 5)
+    assert any("applied" in p for p in unexplained)
+    stale_read = [_add(1, 8, 0, 1), _add(2, 9, 2, 3)]  # began after 8 was returned
+    assert any("linearizable" in p for p in checkers.check_counter(stale_read, 10, 8))
+
+
 def test_queue_checker() -> None:
     puts = [{"op": "put", "id": f"t{i}", "key": "k", "seq": i, "ok": True} for i in range(3)]
     claims = [{"op": "claim", "id": f"t{i}", "token": 10 + i} for i in range(3)]

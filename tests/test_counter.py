@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -205,16 +204,9 @@ def test_an_overrun_history_is_resolved_from_etcd_history_or_reported(backend: s
 # --- a leader kill, on a cluster of its own ---------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def own_cluster(backend: str) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(backend, nodes=3).start()
-    yield cluster
-    cluster.stop()
-
-
 @pytest.mark.chaos
-def test_leader_kill_loses_and_doubles_no_update(own_cluster: LocalCluster) -> None:
-    url = f"{own_cluster.url}/c{uuid.uuid4().hex[:10]}?session_ttl={TTL}&request_timeout=20"
+def test_leader_kill_loses_and_doubles_no_update(fault_cluster: LocalCluster) -> None:
+    url = f"{fault_cluster.url}/c{uuid.uuid4().hex[:10]}?session_ttl={TTL}&request_timeout=20"
     coords = [coordination.connect(url) for _ in range(3)]
     returned: list[int] = []
     uncertain = [0]
@@ -242,12 +234,12 @@ def test_leader_kill_loses_and_doubles_no_update(own_cluster: LocalCluster) -> N
         thread.start()
     try:
         wait_for(lambda: len(returned) >= 50, 20, message="adds before the fault")
-        leader = own_cluster.wait_for_leader()
-        own_cluster.kill(leader)
+        leader = fault_cluster.wait_for_leader()
+        fault_cluster.kill(leader)
         count = len(returned)
         wait_for(lambda: len(returned) >= count + 50 or failures, 40,
                  message="adds after the leader kill")
-        own_cluster.restart(leader)
+        fault_cluster.restart(leader)
     finally:
         stop.set()
         for thread in threads:

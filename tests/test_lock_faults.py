@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,25 +19,12 @@ from .helpers import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 
-@pytest.fixture(scope="module")
-def own_cluster(backend: str) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(backend, nodes=3).start()
-    yield cluster
-    cluster.stop()
-
-
 @pytest.fixture
-def own_url(own_cluster: LocalCluster) -> Iterator[str]:
-    own_cluster.wait_healthy()
-    yield f"{own_cluster.url}/f{uuid.uuid4().hex[:10]}?session_ttl={TTL}"
-    for i in range(own_cluster.size):  # leave the cluster whole for the next test
-        if own_cluster.is_paused(i):
-            own_cluster.resume(i)
-        if not own_cluster.is_running(i):
-            own_cluster.restart(i)
+def own_url(fault_cluster: LocalCluster) -> str:
+    return f"{fault_cluster.url}/f{uuid.uuid4().hex[:10]}?session_ttl={TTL}"
 
 
-def test_holder_cut_off_knows_before_anyone_else_can_hold(own_cluster, own_url) -> None:
+def test_holder_cut_off_knows_before_anyone_else_can_hold(fault_cluster, own_url) -> None:
     """All servers frozen (SIGSTOP): the holder's client cannot reach any. It must
     declare the lock lost by its local deadline, before the servers could give the lock
     to another client."""
@@ -49,8 +35,8 @@ def test_holder_cut_off_knows_before_anyone_else_can_hold(own_cluster, own_url) 
         assert lock.acquire()
         lost = threading.Event()
         lock.on_lost(lambda _l: lost.set())
-        for i in range(own_cluster.size):
-            own_cluster.pause(i)
+        for i in range(fault_cluster.size):
+            fault_cluster.pause(i)
         frozen = time.monotonic()
         wait_for(lambda: not lock.held, TTL * 1.5, message="holder declares the lock lost")
         noticed = time.monotonic() - frozen
@@ -58,8 +44,8 @@ def test_holder_cut_off_knows_before_anyone_else_can_hold(own_cluster, own_url) 
         # within one TTL, i.e. no later than the server could expire its session.
         assert noticed <= TTL, noticed
         assert lost.wait(TTL)
-        for i in range(own_cluster.size):
-            own_cluster.resume(i)
+        for i in range(fault_cluster.size):
+            fault_cluster.resume(i)
         theirs = other.lock("sku")
         assert theirs.acquire(timeout=TTL * 10)
         assert theirs.token > lock.token  # type: ignore[operator]
@@ -73,7 +59,7 @@ def test_holder_cut_off_knows_before_anyone_else_can_hold(own_cluster, own_url) 
         other.close()
 
 
-def test_leader_kill_keeps_mutual_exclusion(own_cluster, own_url) -> None:
+def test_leader_kill_keeps_mutual_exclusion(fault_cluster, own_url) -> None:
     coords = [coordination.connect(own_url, request_timeout=20) for _ in range(3)]
     holds: list[tuple[float, float, int]] = []
     guard = threading.Lock()
@@ -105,11 +91,11 @@ def test_leader_kill_keeps_mutual_exclusion(own_cluster, own_url) -> None:
         thread.start()
     try:
         wait_for(lambda: len(holds) >= 10, 20, message="holds before the fault")
-        leader = own_cluster.wait_for_leader()
-        own_cluster.kill(leader)
+        leader = fault_cluster.wait_for_leader()
+        fault_cluster.kill(leader)
         count = len(holds)
         wait_for(lambda: len(holds) >= count + 10, 30, message="holds after the leader kill")
-        own_cluster.restart(leader)
+        fault_cluster.restart(leader)
     finally:
         stop.set()
         for thread in threads:

@@ -9,6 +9,7 @@ import pytest
 
 import coordination
 from coordination import errors
+from coordination.recipes import queue as queue_module
 
 from .conftest import TTL
 from .test_session_loss import expire_session
@@ -158,6 +159,23 @@ def test_idempotent_put(coord) -> None:
     task = q.get(timeout=5)
     task.ack()
     assert q.get(timeout=0.2) is None
+    # A producer retrying after a lost reply, once the task was handled: still a no-op.
+    assert q.put(b"pay", id="order-42-paid") == "order-42-paid"
+    assert q.put(b"pay", id="order-42-paid", key="order-42") == "order-42-paid"
+    assert len(q) == 0 and q.get(timeout=0.2) is None
+
+
+def test_acked_ids_are_forgotten_after_the_dedupe_window(coord, monkeypatch) -> None:
+    q = coord.queue("orders")
+    q.put(b"pay", id="order-7-paid")
+    q.get(timeout=5).ack()
+    monkeypatch.setattr(queue_module, "DEDUPE_WINDOW", 0.0)
+    q.get(timeout=0.2)  # a consumer's maintenance forgets the acked id
+    assert q.stats() == {"pending": 0, "delayed": 0, "blocked": 0, "in_flight": 0, "dead": 0}
+    q.put(b"pay again", id="order-7-paid")
+    task = q.get(timeout=5)
+    assert task is not None and task.data == b"pay again" and task.attempts == 0
+    task.ack()
 
 
 def test_lost_claim_is_redelivered_and_fenced(connect) -> None:

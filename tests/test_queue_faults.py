@@ -4,7 +4,6 @@ a full cluster restart (data on disk) lose no task whose put returned."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,15 +15,8 @@ from .conftest import TTL
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 
-@pytest.fixture(scope="module")
-def own_cluster(backend: str) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(backend, nodes=3).start()
-    yield cluster
-    cluster.stop()
-
-
-def test_leader_kill_and_full_restart_lose_nothing(own_cluster: LocalCluster) -> None:
-    url = f"{own_cluster.url}/q{uuid.uuid4().hex[:10]}?session_ttl={TTL}&request_timeout=30"
+def test_leader_kill_and_full_restart_lose_nothing(fault_cluster: LocalCluster) -> None:
+    url = f"{fault_cluster.url}/q{uuid.uuid4().hex[:10]}?session_ttl={TTL}&request_timeout=30"
     put: set[str] = set()
     done: set[str] = set()
     with coordination.connect(url) as producer, coordination.connect(url) as worker:
@@ -35,10 +27,10 @@ def test_leader_kill_and_full_restart_lose_nothing(own_cluster: LocalCluster) ->
             task = w.get(timeout=10)
             task.ack()
             done.add(task.id)
-        own_cluster.kill(own_cluster.wait_for_leader())  # the leader dies
+        fault_cluster.kill(fault_cluster.wait_for_leader())  # the leader dies
         put.update(q.put(f"b{i}") for i in range(10))
         in_hand = w.get(timeout=30)  # claimed across the fault, settled after the restart
-        own_cluster.stop_all_and_restart()  # every node down, then up from disk
+        fault_cluster.stop_all_and_restart()  # every node down, then up from disk
         put.update(q.put(f"c{i}") for i in range(5))
         try:
             in_hand.ack()

@@ -271,6 +271,12 @@ class Backend(abc.ABC):
         ``OutcomeUnknown`` if the reply was lost (the commit may have applied)."""
 
     @abc.abstractmethod
+    def kv_written_version(self, stamp: int, before: Entry | None) -> int:
+        """The version a ``Version`` check would now compare for a key that the commit
+        with ``stamp`` created (``before`` None) or updated (from ``before``; it must be
+        the commit's first update, whose stamp ``kv_commit`` returns)."""
+
+    @abc.abstractmethod
     def kv_leaves(self, root: str, depth: int, limit: int) -> list[str]:
         """Up to ``limit`` keys ``depth`` levels below ``root``, in key order."""
 

@@ -38,7 +38,7 @@ from ..config import Config
 from ..errors import BackendUnavailable, CoordinationError, InvalidArgument, SessionLost
 from ..session import Session, SessionState
 from .base import Backend, Blocker, Contender, Head, Rule
-from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown
+from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Present
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,6 +85,11 @@ class _EtcdKV:
         for check in checks:
             if isinstance(check, Absent):
                 compare.append(_created(check.key.encode(), 0))
+            elif isinstance(check, Present):
+                compare.append(etcdrpc.Compare(
+                    key=check.key.encode(), target=etcdrpc.Compare.CREATE,
+                    result=etcdrpc.Compare.GREATER, create_revision=0,
+                ))
             else:
                 compare.append(etcdrpc.Compare(
                     key=check.key.encode(), target=etcdrpc.Compare.MOD,
@@ -122,6 +127,9 @@ class _EtcdKV:
         if isinstance(event, etcd_events.PutEvent):
             return bytes(event.value)
         return None
+
+    def kv_written_version(self: EtcdBackend, stamp: int, before: Entry | None) -> int:  # type: ignore[misc]
+        return stamp  # a key's mod revision is the revision of the transaction that wrote it
 
     def kv_leaves(self: EtcdBackend, root: str, depth: int, limit: int) -> list[str]:  # type: ignore[misc]
         prefix = (root + "/").encode()

@@ -39,6 +39,13 @@ class Absent:
 
 
 @dataclasses.dataclass(frozen=True)
+class Present:
+    """Check: ``key`` exists (any version)."""
+
+    key: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Create:
     """Op: create ``key`` (which must not exist); ``ephemeral`` ties it to the session."""
 
@@ -62,7 +69,7 @@ class Delete:
     key: str
 
 
-Check = Version | Absent
+Check = Version | Absent | Present
 Op = Create | Update | Delete
 
 

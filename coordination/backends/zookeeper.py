@@ -41,7 +41,7 @@ from ..config import Config
 from ..errors import BackendUnavailable, ClientClosed, CoordinationError, SessionLost
 from ..session import Session, SessionState
 from .base import Backend, Blocker, Contender, Head, Rule
-from .kv import Absent, Check, Create, Entry, Op, OutcomeUnknown, Update
+from .kv import Absent, Check, Create, Entry, Op, OutcomeUnknown, Present, Update
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -143,7 +143,7 @@ class _ZooKeeperKV:
                 txn.create(check.key, b"")
                 txn.delete(check.key)
             else:
-                txn.check(check.key, check.version)
+                txn.check(check.key, -1 if isinstance(check, Present) else check.version)
         update_at = None
         for op in ops:
             if isinstance(op, Create):
@@ -175,6 +175,9 @@ class _ZooKeeperKV:
         if update_at is not None:
             return int(results[update_at].mzxid)
         return 0
+
+    def kv_written_version(self: ZooKeeperBackend, stamp: int, before: Entry | None) -> int:  # type: ignore[misc]
+        return 0 if before is None else before.version + 1  # node data versions count writes
 
     def kv_leaves(self: ZooKeeperBackend, root: str, depth: int, limit: int) -> list[str]:  # type: ignore[misc]
         found: list[str] = []
@@ -323,14 +326,17 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
 
     def _watch_for_pauses(self) -> None:
         """A process frozen (GC, SIGSTOP, swap) for half a session timeout may have let
-        the server expire its session without kazoo noticing yet: presume it lost."""
+        the server expire its session without kazoo noticing yet: presume it lost. The
+        session's ``watchdog`` makes readers of ``alive`` see that at once on waking."""
         last = time.monotonic()
         while not self.closed:
             time.sleep(0.05)
             now = time.monotonic()
             with self._guard:
                 session, client = self._session, self._client
-            if now - last >= session.ttl / 2 and session.alive:
+            if now - last < session.ttl / 2:
+                session.watchdog = now + session.ttl / 2
+            elif not session.lost.is_set():
                 log.warning("process was frozen for %.2fs: ZooKeeper session %#x presumed lost",
                             now - last, session.id)
                 session.deadline = now  # not alive from now on, before the timer runs

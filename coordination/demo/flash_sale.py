@@ -843,12 +843,7 @@ class FlashSale:
         if self.cluster is None:
             return
         try:
-            for i in range(self.cluster.size):
-                if self.cluster.is_paused(i):
-                    self.cluster.resume(i)
-                if not self.cluster.is_running(i):
-                    self.cluster.restart(i, wait=True, timeout=60)
-            self.cluster.wait_healthy(timeout=60)
+            self.cluster.heal(timeout=60)
         except Exception as exc:  # noqa: BLE001 - reported in the verdict
             self._chaos_errors.append(f"heal: {exc}".splitlines()[0])
 

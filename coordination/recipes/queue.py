@@ -9,6 +9,8 @@ Layout under the queue's root (fixed-width names, so key order is delivery order
     f/ID                        in flight (persistent) ...
     c/ID                        ... and its claim, tied to the worker's session
     d/ID                        dead letters
+    x/B1/B2/DONE.ID             acked tasks, by ack time: their t/ID (header only) stays
+                                for DEDUPE_WINDOW seconds so a retried put is a no-op
     k/KEY/SEQ.ID, n/KEY         per ordering key: its FIFO and the count of its tasks
     bell                        touched by every change that may make a task ready
 
@@ -32,7 +34,18 @@ from types import TracebackType
 from typing import Any
 
 from ..backends.base import Backend
-from ..backends.kv import Absent, Create, Delete, Entry, Op, OutcomeUnknown, Update, Version
+from ..backends.kv import (
+    Absent,
+    Check,
+    Create,
+    Delete,
+    Entry,
+    Op,
+    OutcomeUnknown,
+    Present,
+    Update,
+    Version,
+)
 from ..errors import (
     AlreadyAcknowledged,
     ClaimLost,
@@ -54,6 +67,12 @@ MAX_PAYLOAD = 900 * 1024
 OUTER_NS, INNER_NS = 10**11, 10**8
 _READY_DEPTH, _DELAYED_DEPTH = 4, 3
 _BATCH = 40  # tasks per put_many commit (etcd allows 128 operations per transaction)
+#: How long an acked task's id is remembered: a put with that id meanwhile stores nothing.
+DEDUPE_WINDOW = 300.0
+_GC_BATCH = 40  # acked tasks forgotten per commit
+#: While tasks are ready, a consumer promotes due delayed tasks and reaps lost claims at
+#: most this often (seconds); an idle consumer does it before every wait.
+MAINTAIN_EVERY = 0.1
 
 
 class _Clock:
@@ -78,7 +97,7 @@ class Task:
     on an exception."""
 
     def __init__(self, queue: Queue, header: dict[str, Any], data: bytes, version: int,
-                 token: int) -> None:
+                 token: int, claim_version: int | None = None) -> None:
         self._queue = queue
         self._header = header
         self.id: str = header["id"]
@@ -89,6 +108,7 @@ class Task:
         self.error: str | None = header.get("e")
         self.token = token
         self._version = version
+        self._claim_version = claim_version  # of c/ID; None: unknown, read it to check
         self._settled = False
 
     def __repr__(self) -> str:
@@ -131,6 +151,7 @@ class Queue:
         self._root = backend.kv_root("queues", name)
         self._bell = f"{self._root}/bell"
         self._last_reap = 0.0
+        self._last_maintained = -math.inf
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r}>"
@@ -147,6 +168,9 @@ class Queue:
     def _ready_key(self, h: dict[str, Any]) -> str:
         return self._k("r", f"{MAX_PRIORITY - h['p']:03d}", *self._buckets(h["s"]),
                        f"{h['s']:020d}.{h['id']}")
+
+    def _done_key(self, h: dict[str, Any]) -> str:
+        return self._k("x", *self._buckets(h["done"]), f"{h['done']:020d}.{h['id']}")
 
     def _delayed_key(self, h: dict[str, Any]) -> str:
         return self._k("w", *self._buckets(h["due"]), f"{h['due']:020d}.{h['id']}")
@@ -190,8 +214,9 @@ class Queue:
 
     def put(self, data: bytes | str, priority: int = 0, delay: float = 0.0,
             key: str | None = None, id: str | None = None) -> str:
-        """Store a task; its id. With an ``id`` already in the queue, nothing is stored
-        again (a producer may retry after a lost reply). Raises ``InvalidPayload``,
+        """Store a task; its id. With an ``id`` already in the queue, or acked less than
+        ``DEDUPE_WINDOW`` seconds ago, nothing is stored again (a producer may retry
+        after a lost reply, even once the task was handled). Raises ``InvalidPayload``,
         ``PayloadTooLarge``, ``InvalidArgument``, ``BackendUnavailable``."""
         payload = encode_payload(data, MAX_PAYLOAD)
         header = self._header(priority, delay, key, id)
@@ -285,6 +310,13 @@ class Queue:
         timeout = check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if time.monotonic() - self._last_maintained >= MAINTAIN_EVERY:
+                self._maintain()
+            task = self._try_claim()
+            if task is not None:
+                return task
+            # Nothing ready: read the bell before the last look, so that a put after
+            # that look rings a bell we wait on.
             bell = self._backend.kv_get(self._bell)
             self._maintain()
             task = self._try_claim()
@@ -313,10 +345,14 @@ class Queue:
         if record is None:
             return None
         h, data = self._unpack(record.value)
+        if h.get("state") in ("done", "dead"):
+            return None  # a stale listing: the ready key is gone already
         session = self._backend.session()
         h["state"] = "claimed"
         h["claims"] = h.get("claims", 0) + 1
-        checks = [Version(record.key, record.version), Absent(self._k("c", task_id))]
+        # The ready key must still be there: its delete alone would not fail on etcd.
+        checks = [Version(record.key, record.version), Absent(self._k("c", task_id)),
+                  Present(ready_key)]
         ops: list[Op] = [
             Delete(ready_key),
             Update(record.key, self._pack(h, data)),
@@ -330,11 +366,15 @@ class Queue:
             if claim is None or claim.value != str(session.id).encode():
                 return None
             stamp = None
-        if stamp is None:
-            # Lost the race, or (after an unknown outcome) verify that we won it.
-            claim = self._backend.kv_get(self._k("c", task_id))
-            if claim is None or claim.value != str(session.id).encode() or not session.alive:
-                return None
+        if stamp is not None:  # we know what we wrote: no need to read it back
+            written = self._backend.kv_written_version
+            task = Task(self, h, data, written(stamp, record), stamp, written(stamp, None))
+            task._session = session  # type: ignore[attr-defined]
+            return task
+        # Lost the race, or (after an unknown outcome) verify that we won it.
+        claim = self._backend.kv_get(self._k("c", task_id))
+        if claim is None or claim.value != str(session.id).encode() or not session.alive:
+            return None
         current = self._backend.kv_get(record.key)
         if current is None:
             return None
@@ -345,17 +385,23 @@ class Queue:
 
     # --- settle --------------------------------------------------------------------------
 
-    def _own(self, task: Task) -> Entry:
+    def _check_mine(self, task: Task) -> None:
+        """The checks that need no server: the right queue, not settled, session alive."""
         if task._queue is not self and (task._queue.name != self.name
                                          or task._queue._backend is not self._backend):
             raise WrongQueue(f"task {task.id} belongs to queue {task.queue_name!r}")
         if task._settled:
             raise AlreadyAcknowledged(f"task {task.id} was already acked or nacked")
+        session = getattr(task, "_session", None)
+        if session is None or not session.alive:
+            raise ClaimLost(f"the claim on task {task.id} is lost")
+
+    def _own(self, task: Task) -> Entry:
+        """The task's record, read back, if our claim on it still holds; else ClaimLost."""
+        self._check_mine(task)
         record = self._backend.kv_get(self._k("t", task.id))
         claim = self._backend.kv_get(self._k("c", task.id))
-        session = getattr(task, "_session", None)
-        if (record is None or record.version != task._version or claim is None
-                or session is None or not session.alive):
+        if record is None or record.version != task._version or claim is None:
             raise ClaimLost(f"the claim on task {task.id} is lost")
         return record
 
@@ -377,14 +423,24 @@ class Queue:
             raise ClaimLost(f"the claim on task {task.id} is lost with its session") from None
 
     def _settle_once(self, task: Task, done: bool, delay: float, error: str) -> None:
-        while True:
+        self._check_mine(task)
+        if task._claim_version is None:
             record = self._own(task)
+        else:  # what our claim wrote; the checks below fail if anything changed since
+            record = Entry(self._k("t", task.id), self._pack(dict(task._header), task.data),
+                           task._version, task.token)
+        while True:
             h, data = self._unpack(record.value)
             checks: list[Any] = [Version(record.key, record.version)]
+            if task._claim_version is not None:
+                checks.append(Version(self._k("c", task.id), task._claim_version))
             ops: list[Op] = [Delete(self._k("c", task.id)), Delete(self._k("f", task.id))]
             if done:
-                ops.append(Delete(record.key))
+                # Keep the header as a tombstone (a retried put finds it); a fresh nonce
+                # tells a lost reply's sender whether this ack applied.
                 ops += self._release_key(h, checks)
+                h.update(state="done", n=uuid.uuid4().hex[:12], done=time.time_ns())
+                ops += [Update(record.key, self._pack(h, b"")), Create(self._done_key(h), b"")]
             else:
                 ops += self._requeue(h, data, record.key, delay, error, checks)
             session = getattr(task, "_session", None)
@@ -397,7 +453,8 @@ class Queue:
                     task._settled = True
                     return
             # Not applied: a concurrent put of the same key, or the claim was lost;
-            # _own() tells which on the next round.
+            # _own() tells which (ClaimLost, or the record for another round).
+            record = self._own(task)
 
     def _settled_by_us(self, task: Task, record: Entry, done: bool, nonce: str | None,
                        session: Any) -> bool:
@@ -407,14 +464,13 @@ class Queue:
         current = self._backend.kv_get(record.key)
         if current is not None and current.version == record.version:
             return False  # nothing happened
-        if not done:  # our nack wrote our nonce into the record
-            if current is not None and self._unpack(current.value)[0].get("n") == nonce:
+        if current is not None:  # our ack or nack wrote our nonce into the record
+            if self._unpack(current.value)[0].get("n") == nonce:
                 return True
-            raise ClaimLost(f"task {task.id} changed hands while its nack was in flight")
-        if current is not None:
-            raise ClaimLost(f"task {task.id} changed hands while its ack was in flight")
-        if session is not None and session.alive:
-            return True  # our claim kept others out, so the removal was ours
+            raise ClaimLost(f"task {task.id} changed hands while its "
+                            f"{'ack' if done else 'nack'} was in flight")
+        if done and session is not None and session.alive:
+            return True  # our claim kept others out: our ack, then forgotten after the window
         raise UncertainOutcome(
             f"the ack of task {task.id} may or may not have applied: the reply and the "
             "session were lost; the task is either done or will be delivered again")
@@ -468,6 +524,7 @@ class Queue:
         return (due - time.time_ns()) / 1e9
 
     def _maintain(self) -> None:
+        self._last_maintained = time.monotonic()
         now = time.time_ns()
         for delayed in self._backend.kv_leaves(self._k("w"), _DELAYED_DEPTH, 16):
             due, task_id = delayed.rsplit("/", 1)[1].split(".", 1)
@@ -485,10 +542,31 @@ class Queue:
                 )
             except OutcomeUnknown:
                 pass
+        self._forget_acked()
         ttl = self._backend.session().ttl
         if time.monotonic() - self._last_reap >= ttl / 4:
             self._last_reap = time.monotonic()
             self._reap()
+
+    def _forget_acked(self) -> None:
+        """Delete the tombstones of tasks acked more than ``DEDUPE_WINDOW`` ago. The
+        ``Present`` check keeps two consumers from deleting a newer task of the same id."""
+        horizon = time.time_ns() - int(DEDUPE_WINDOW * 1e9)
+        expired = []
+        for done in self._backend.kv_leaves(self._k("x"), _DELAYED_DEPTH, _GC_BATCH):
+            when, task_id = done.rsplit("/", 1)[1].split(".", 1)
+            if int(when) > horizon:
+                break
+            expired.append((done, task_id))
+        if not expired:
+            return
+        checks: list[Check] = [Present(done) for done, _ in expired]
+        ops: list[Op] = [Delete(done) for done, _ in expired]
+        ops += [Delete(self._k("t", task_id)) for _, task_id in expired]
+        try:
+            self._backend.kv_commit(checks, ops)
+        except OutcomeUnknown:
+            pass  # done or not, the next round sees
 
     def _version_of(self, key: str) -> int:
         entry = self._backend.kv_get(key)
@@ -504,7 +582,11 @@ class Queue:
             if record is None:
                 continue
             h, data = self._unpack(record.value)
-            checks: list[Any] = [Version(record.key, record.version), Absent(self._k("c", task_id))]
+            if h.get("state") != "claimed":
+                continue  # acked or nacked since we listed it
+            # The in-flight key must still be there: its delete alone would not fail on etcd.
+            checks: list[Any] = [Version(record.key, record.version), Absent(self._k("c", task_id)),
+                                 Present(flight)]
             ops: list[Op] = [Delete(flight)]
             ops += self._requeue(h, data, record.key, 0.0, "claim lost: worker session ended",
                                  checks)
@@ -523,7 +605,7 @@ class Queue:
         delayed = backend.kv_count(self._k("w"), _DELAYED_DEPTH)
         in_flight = backend.kv_count(self._k("f"), 1)
         dead = backend.kv_count(self._k("d"), 1)
-        total = backend.kv_count(self._k("t"), 1)
+        total = backend.kv_count(self._k("t"), 1) - backend.kv_count(self._k("x"), _DELAYED_DEPTH)
         blocked = max(0, total - pending - delayed - in_flight - dead)
         return {"pending": pending, "delayed": delayed, "blocked": blocked,
                 "in_flight": in_flight, "dead": dead}

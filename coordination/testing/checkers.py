@@ -5,7 +5,7 @@ negative control in ``tests/chaos`` and the unit tests in ``tests/test_checkers.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -120,4 +120,48 @@ def check_inventory(initial: int, final: int, sales: int) -> list[str]:
         problems.append(f"stock below zero: {final}")
     if final != initial - sales:
         problems.append(f"stock {final} != initial {initial} - accepted sales {sales}")
+    return problems
+
+
+def check_capacity(events: list[Event], permits: int) -> list[str]:
+    """At no instant do more than ``permits`` holds not reported lost overlap."""
+    edges = []
+    for start, end, token, pid, result in holds(events):
+        if result == "ok":
+            edges += [(start, 1, pid, token), (end, -1, pid, token)]
+    problems, inside = [], 0
+    for t, step, pid, token in sorted(edges, key=lambda e: (e[0], e[1])):  # ends first
+        inside += step
+        if inside > permits:
+            problems.append(f"{inside} holders at {t:.3f} (pid {pid} token {token} came in)")
+    return problems
+
+
+def check_counter(events: list[Event], initial: int, final: int) -> list[str]:
+    """Decrements by one of a counter: every returned value is distinct and in range, the
+    final value is explained by the successes (plus at most the uncertain ones), and
+    the values respect real time: an add that began after another one returned saw a
+    smaller value."""
+    adds = [e for e in events if e["op"] == "add"]
+    done = sorted((e for e in adds if e.get("ok")), key=lambda e: e["t0"])
+    uncertain = sum(1 for e in adds if e.get("ok") is None)
+    problems = []
+    values = [e["value"] for e in done]
+    problems += [f"value {v} returned to {n} adds (an update lost)"
+                 for v, n in sorted(Counter(values).items()) if n > 1]
+    problems += [f"value {v} out of [{final}, {initial - 1}]" for v in values
+                 if not final <= v < initial]
+    applied = initial - final
+    if not len(done) <= applied <= len(done) + uncertain:
+        problems.append(f"{applied} applied, but {len(done)} adds returned and {uncertain} "
+                        "were uncertain")
+    by_end = sorted(done, key=lambda e: e["t1"])
+    lowest, i = None, 0
+    for event in done:  # by start
+        while i < len(by_end) and by_end[i]["t1"] < event["t0"]:
+            lowest = by_end[i]["value"] if lowest is None else min(lowest, by_end[i]["value"])
+            i += 1
+        if lowest is not None and event["value"] >= lowest:
+            problems.append(f"pid {event['pid']} got {event['value']} after {lowest} had "
+                            "been returned: not linearizable")
     return problems

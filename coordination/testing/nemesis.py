@@ -152,6 +152,15 @@ def worker_kill(ctx: Context) -> str:
     return f"SIGKILL worker {victim.pid}"
 
 
+def worker_pause(ctx: Context) -> str:
+    alive = [w for w in ctx.workers if w.poll() is None]
+    victim = ctx.rng.choice(alive)
+    victim.send_signal(signal.SIGSTOP)
+    time.sleep(ctx.ttl * 2.5)
+    victim.send_signal(signal.SIGCONT)
+    return f"SIGSTOP worker {victim.pid} for {ctx.ttl * 2.5}s (GC pause)"
+
+
 def session_expiry(ctx: Context) -> str:
     """Expire a worker's session on the server: ZooKeeper, by closing a second handle
     with its session id and password; etcd, by revoking its lease."""
@@ -189,4 +198,4 @@ LOCK_CLIENT_FAULTS: dict[str, Fault] = {
     "session-expiry": session_expiry,
 }
 ALL_FAULTS: dict[str, Fault] = {**SERVER_FAULTS, **NETWORK_FAULTS, **LOCK_CLIENT_FAULTS,
-                                "worker-kill": worker_kill}
+                                "worker-kill": worker_kill, "worker-pause": worker_pause}

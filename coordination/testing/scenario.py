@@ -83,37 +83,70 @@ def _count(histories: list[Path], op: str) -> int:
     return sum(1 for e in checkers.load(histories) if e["op"] == op and e.get("ok", True))
 
 
+@dataclasses.dataclass
+class _Run:
+    """Workers of one scenario, started through client-link proxies in a new namespace."""
+
+    cluster: LocalCluster
+    workdir: Path
+    ttl: float
+    seed: int
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proxies = ProxiedCluster(self.cluster.backend, self.cluster.endpoints)
+        self.namespace = f"chaos{uuid.uuid4().hex[:8]}"
+        self.url = f"{self.proxies.url}/{self.namespace}?session_ttl={self.ttl}&request_timeout=10"
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.histories: list[Path] = []
+
+    def spawn(self, kind: str, history: str, positional: Sequence[str],
+              options: Sequence[str] = ()) -> None:
+        """Start ``workloads KIND URL *POSITIONAL HISTORY *OPTIONS``."""
+        path = self.workdir / f"{history}.jsonl"
+        self.histories.append(path)
+        self.procs.append(_spawn([kind, self.url, *positional, str(path), *options]))
+
+    def inject(self, faults: Sequence[Fault], progress: str) -> list[str]:
+        """Wait for progress, inject the faults one after the other, wait for progress
+        again, stop the workers; what the faults did."""
+        ctx = Context(self.cluster, self.proxies, self.ttl, self.procs, self.histories,
+                      random.Random(self.seed))
+        try:
+            _wait(lambda: _count(self.histories, progress) >= 3, 60, f"first {progress}s")
+            done = [fault(ctx) for fault in faults]
+            before = _count(self.histories, progress)
+            _wait(lambda: _count(self.histories, progress) >= before + 3, 60,
+                  "progress after the faults")
+        finally:
+            _stop(self.procs, self.histories, timeout=self.ttl * 3 + 10)
+            self.proxies.close()
+        return done
+
+    def exits(self) -> list[str]:
+        return [f"worker exit code {p.returncode}" for p in self.procs
+                if p.returncode not in (0, -9)]
+
+
 def run_lock_scenario(cluster: LocalCluster, name: str, faults: Sequence[Fault], workdir: Path,
                       ttl: float = 2.0, workers: int = 3, fenced: bool = True,
                       hold: float = 0.02, seed: int = 0) -> Verdict:
     """Buyers take one lock and decrement one SKU in the inventory; see module doc."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    proxies = ProxiedCluster(cluster.backend, cluster.endpoints)
-    namespace = f"chaos{uuid.uuid4().hex[:8]}"
-    url = f"{proxies.url}/{namespace}?session_ttl={ttl}&request_timeout=10"
+    run = _Run(cluster, workdir, ttl, seed)
     db = workdir / "inventory.sqlite"
     inventory = Inventory(db, fenced=fenced)
     inventory.create("sku-1", STOCK)
-    histories = [workdir / f"buyer{i}.jsonl" for i in range(workers)]
     extra = ["--hold", str(hold)] + ([] if fenced else ["--unfenced"])
-    procs = [_spawn(["lock", url, "sku-1", str(db), str(h), *extra]) for h in histories]
-    ctx = Context(cluster, proxies, ttl, procs, histories, random.Random(seed))
-    try:
-        _wait(lambda: _count(histories, "write") >= 3, 60, "first writes")
-        done = [fault(ctx) for fault in faults]
-        before = _count(histories, "write")
-        _wait(lambda: _count(histories, "write") >= before + 3, 60, "progress after the faults")
-    finally:
-        _stop(procs, histories, timeout=ttl * 3 + 10)
-        proxies.close()
-    events = checkers.load(histories)
+    for i in range(workers):
+        run.spawn("lock", f"buyer{i}", ["sku-1", str(db)], extra)
+    done = run.inject(faults, "write")
+    events = checkers.load(run.histories)
     checks = {
         "fenced writes": checkers.check_fenced_writes(inventory.writes("sku-1"), STOCK),
         "holds never overlap": checkers.check_lock_holds(events),
         "typed errors": checkers.check_errors_typed(events),
-        "no orphans": _orphans(cluster, namespace, ttl),
-        "workers exited cleanly": [f"worker exit code {p.returncode}" for p in procs
-                                   if p.returncode not in (0, -9)],
+        "no orphans": _orphans(cluster, run.namespace, ttl, lambda c: c.lock("sku-1").path),
+        "workers exited cleanly": run.exits(),
     }
     sales = sum(1 for _pid, _t, _q, applied in inventory.writes("sku-1") if applied)
     checks["inventory"] = checkers.check_inventory(STOCK, inventory.read("sku-1"), sales)
@@ -121,16 +154,54 @@ def run_lock_scenario(cluster: LocalCluster, name: str, faults: Sequence[Fault],
     return Verdict(name, cluster.backend, done, checks, len(events))
 
 
-def _orphans(cluster: LocalCluster, namespace: str, ttl: float) -> list[str]:
+def run_recipe_scenario(cluster: LocalCluster, recipe: str, name: str, faults: Sequence[Fault],
+                        workdir: Path, ttl: float = 2.0, workers: int = 3, permits: int = 2,
+                        seed: int = 0) -> Verdict:
+    """``recipe`` is ``semaphore`` (at most ``permits`` holders at once), ``election``
+    (one leader at a time, tokens grow) or ``counter`` (decrements of a stock: none lost
+    or applied twice, real-time order)."""
+    run = _Run(cluster, workdir, ttl, seed)
+    kind = {"semaphore": "semaphore", "election": "elect", "counter": "count"}[recipe]
+    extra = ["--permits", str(permits)] if recipe == "semaphore" else []
+    if recipe == "counter":
+        with coordination.connect(f"{cluster.url}/{run.namespace}") as coord:
+            coord.counter("stock").set(STOCK)
+    for i in range(workers):
+        run.spawn(kind, f"{kind}{i}", ["stock"], extra)
+    done = run.inject(faults, "add" if recipe == "counter" else "release")
+    events = checkers.load(run.histories)
+    checks = {"typed errors": checkers.check_errors_typed(events),
+              "workers exited cleanly": run.exits()}
+    if recipe == "counter":
+        with coordination.connect(f"{cluster.url}/{run.namespace}") as coord:
+            final = coord.counter("stock").value
+        checks["counter"] = checkers.check_counter(events, STOCK, final)
+    else:
+        if recipe == "semaphore":
+            checks["at most permits holders"] = checkers.check_capacity(events, permits)
+        else:
+            checks["one leader at a time"] = checkers.check_lock_holds(events)
+
+        def path(coord: coordination.Coordinator) -> str:
+            if recipe == "semaphore":
+                return coord.semaphore("stock", permits=permits).path
+            return coord.election("stock").path
+
+        checks["no orphans"] = _orphans(cluster, run.namespace, ttl, path)
+    return Verdict(name, cluster.backend, done, checks, len(events))
+
+
+def _orphans(cluster: LocalCluster, namespace: str, ttl: float,
+             path: Callable[[coordination.Coordinator], str]) -> list[str]:
     """After the workers are gone, no contender of theirs may stay (within one TTL)."""
     with coordination.connect(f"{cluster.url}/{namespace}") as coord:
-        lock = coord.lock("sku-1")
+        where = path(coord)
         backend = coord._backend
 
         def entries() -> list[str]:
             if coord.backend == "zookeeper":
-                return [n for n, _d, _o in backend.children_data(lock.path)]  # type: ignore[attr-defined]
-            return [k for k, _v, _r, _l in backend.contenders(lock.path)]  # type: ignore[attr-defined]
+                return [n for n, _d, _o in backend.children_data(where)]  # type: ignore[attr-defined]
+            return [k for k, _v, _r, _l in backend.contenders(where)]  # type: ignore[attr-defined]
 
         try:
             _wait(lambda: not entries(), ttl * 2 + 3, "dead sessions' entries gone")

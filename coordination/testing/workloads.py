@@ -3,6 +3,9 @@
     python -m coordination.testing.workloads lock URL SKU DB OUT [--hold S] [--unfenced]
     python -m coordination.testing.workloads produce URL QUEUE OUT --count N [--keys K]
     python -m coordination.testing.workloads consume URL QUEUE OUT
+    python -m coordination.testing.workloads semaphore URL NAME OUT [--permits P]
+    python -m coordination.testing.workloads elect URL NAME OUT
+    python -m coordination.testing.workloads count URL NAME OUT
 
 Workers run until the file ``OUT.stop`` exists (or are killed). Every public-API error is
 recorded with its type; anything that is not a ``CoordinationError`` is a bug and ends
@@ -15,11 +18,13 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 import coordination
-from coordination.errors import CoordinationError, LockLost
+from coordination.errors import CoordinationError, LockLost, LockTimeout, UncertainOutcome
+from coordination.recipes.lock import Lock
 
 from .resource import Inventory
 
@@ -48,44 +53,144 @@ def _connect(url: str, record: Recorder) -> coordination.Coordinator:
             time.sleep(0.2)
 
 
-def run_lock(args: argparse.Namespace) -> None:
-    """Buy one unit per hold: read the stock, check ``held``, work, write stock - 1."""
-    record = Recorder(args.out)
-    inventory = Inventory(args.db, fenced=not args.unfenced)
-    coord = _connect(args.url, record)
+class _Hold:
+    """One hold of a lock-like recipe, as the hold loop sees it."""
+
+    def __init__(self, lock: Lock, release: Callable[[], str] | None = None,
+                 held: Callable[[], bool] | None = None) -> None:
+        self.lock = lock
+        self.token = lock.token
+        self._release = release
+        self._held = held
+
+    @property
+    def held(self) -> bool:
+        return self._held() if self._held else self.lock.held
+
+    def release(self) -> str:
+        """``ok``, or ``lost`` if the hold had ended with its session before."""
+        if self._release:
+            return self._release()
+        try:
+            self.lock.release()
+        except LockLost:
+            return "lost"
+        return "ok"
+
+
+def _hold_loop(record: Recorder, coord: coordination.Coordinator,
+               take: Callable[[], _Hold | None], hold: float,
+               work: Callable[[_Hold], dict[str, Any]] | None = None,
+               after: Callable[[_Hold, dict[str, Any]], None] | None = None) -> None:
+    """Take, record ``acquire`` and ``cs`` (with the session, for the faults that aim at
+    a holder), work for ``hold`` seconds, run ``after``, release, record ``release``."""
     backend = coord._backend
-    lock = coord.lock(args.sku)
     while not record.stopping:
         t0 = time.monotonic()
         try:
-            ok = lock.acquire(timeout=args.timeout)
+            taken = take()
+        except LockTimeout:
+            taken = None
         except CoordinationError as exc:
             record(op="acquire", t0=t0, t1=time.monotonic(), ok=False, error=type(exc).__name__)
             time.sleep(0.05)
             continue
         t1 = time.monotonic()
-        record(op="acquire", t0=t0, t1=t1, ok=ok, token=lock.token if ok else None)
-        if not ok:
+        record(op="acquire", t0=t0, t1=t1, ok=taken is not None,
+               token=taken.token if taken else None)
+        if taken is None:
             continue
-        qty = inventory.read(args.sku, lock.token)
-        held = lock.held and qty is not None
-        session: dict[str, Any] = {"session": lock._entry.session.id if lock._entry else None}
+        state = work(taken) if work else {}
+        entry = taken.lock._entry
+        session: dict[str, Any] = {"session": entry.session.id if entry else None}
         if coord.backend == "zookeeper" and backend.client.client_id:  # type: ignore[attr-defined]
             session["password"] = backend.client.client_id[1].hex()  # type: ignore[attr-defined]
-        record(op="cs", token=lock.token, qty=qty, held=held, t=time.monotonic(), **session)
-        time.sleep(args.hold)  # a pause here is the dangerous one: after the check
-        if held and qty is not None and qty > 0:
-            applied = inventory.write(args.sku, qty - 1, lock.token, record.pid)  # type: ignore[arg-type]
-            record(op="write", token=lock.token, qty=qty - 1, applied=applied, t=time.monotonic())
+        held = taken.held and state.pop("readable", True)
+        record(op="cs", token=taken.token, held=held, t=time.monotonic(), **state, **session)
+        time.sleep(hold)  # a pause here is the dangerous one: after the check
+        if after and held:
+            after(taken, state)
         t2 = time.monotonic()
         try:
-            lock.release()
-            result = "ok"
-        except LockLost:
-            result = "lost"
+            result = taken.release()
         except CoordinationError as exc:
             result = type(exc).__name__
-        record(op="release", t0=t2, t1=time.monotonic(), token=lock.token, result=result)
+        record(op="release", t0=t2, t1=time.monotonic(), token=taken.token, result=result)
+    coord.close()
+
+
+def run_lock(args: argparse.Namespace) -> None:
+    """Buy one unit per hold: read the stock, check ``held``, work, write stock - 1."""
+    record = Recorder(args.out)
+    inventory = Inventory(args.db, fenced=not args.unfenced)
+    coord = _connect(args.url, record)
+    lock = coord.lock(args.sku)
+
+    def take() -> _Hold | None:
+        return _Hold(lock) if lock.acquire(timeout=args.timeout) else None
+
+    def read(taken: _Hold) -> dict[str, Any]:
+        qty = inventory.read(args.sku, taken.token)  # type: ignore[arg-type]
+        return {"qty": qty, "readable": qty is not None}
+
+    def write(taken: _Hold, state: dict[str, Any]) -> None:
+        qty = state["qty"]
+        if qty > 0:
+            applied = inventory.write(args.sku, qty - 1, taken.token, record.pid)  # type: ignore[arg-type]
+            record(op="write", token=taken.token, qty=qty - 1, applied=applied, t=time.monotonic())
+
+    _hold_loop(record, coord, take, args.hold, read, write)
+
+
+def run_semaphore(args: argparse.Namespace) -> None:
+    """Take a permit, work, give it back."""
+    record = Recorder(args.out)
+    coord = _connect(args.url, record)
+    semaphore = None
+    while semaphore is None:
+        try:
+            semaphore = coord.semaphore(args.name, permits=args.permits)
+        except CoordinationError as exc:
+            record(op="connect", ok=False, error=type(exc).__name__)
+            time.sleep(0.2)
+    _hold_loop(record, coord, lambda: _Hold(semaphore.acquire(timeout=args.timeout)),
+               args.hold)
+
+
+def run_elect(args: argparse.Namespace) -> None:
+    """Campaign, lead for a while (checking ``is_leader``), resign."""
+    record = Recorder(args.out)
+    coord = _connect(args.url, record)
+    election = coord.election(args.name)
+
+    def resign() -> str:
+        lost = not election.is_leader
+        election.resign()
+        return "lost" if lost else "ok"
+
+    def take() -> _Hold | None:
+        if not election.campaign(f"worker-{record.pid}", timeout=args.timeout):
+            return None
+        return _Hold(election._candidacy, resign, lambda: election.is_leader)  # type: ignore[arg-type]
+
+    _hold_loop(record, coord, take, args.hold)
+
+
+def run_count(args: argparse.Namespace) -> None:
+    """Sell one unit at a time from a counter: ``add(-1, min=0)``."""
+    record = Recorder(args.out)
+    coord = _connect(args.url, record)
+    stock = coord.counter(args.name)
+    while not record.stopping:
+        t0 = time.monotonic()
+        try:
+            value = stock.add(-1, min=0)
+            record(op="add", t0=t0, t1=time.monotonic(), ok=True, value=value)
+        except UncertainOutcome as exc:
+            record(op="add", t0=t0, t1=time.monotonic(), ok=None, error=type(exc).__name__)
+        except CoordinationError as exc:
+            record(op="add", t0=t0, t1=time.monotonic(), ok=False, error=type(exc).__name__)
+            time.sleep(0.05)
     coord.close()
 
 
@@ -154,9 +259,17 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("url", "queue", "out"):
         consume.add_argument(name)
     consume.add_argument("--work", type=float, default=0.002)
+    for kind in ("semaphore", "elect", "count"):
+        recipe = sub.add_parser(kind)
+        for name in ("url", "name", "out"):
+            recipe.add_argument(name)
+        recipe.add_argument("--hold", type=float, default=0.02)
+        recipe.add_argument("--timeout", type=float, default=1.0)
+        recipe.add_argument("--permits", type=int, default=2)
     args = parser.parse_args(argv)
     try:
-        {"lock": run_lock, "produce": run_produce, "consume": run_consume}[args.kind](args)
+        {"lock": run_lock, "produce": run_produce, "consume": run_consume,
+         "semaphore": run_semaphore, "elect": run_elect, "count": run_count}[args.kind](args)
     except CoordinationError:
         raise
     except Exception:

@@ -3,7 +3,6 @@ holds, typed errors, no orphans, exact inventory; and the negative control."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,36 +17,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 FAULTS = [*nemesis.SERVER_FAULTS, *nemesis.NETWORK_FAULTS, *nemesis.LOCK_CLIENT_FAULTS]
 
 
-@pytest.fixture(scope="module")
-def chaos_cluster(backend: str) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(backend, nodes=3).start()
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture
-def healthy(chaos_cluster: LocalCluster) -> Iterator[LocalCluster]:
-    chaos_cluster.wait_healthy()
-    yield chaos_cluster
-    for i in range(chaos_cluster.size):  # whatever a failed scenario left behind
-        if chaos_cluster.is_paused(i):
-            chaos_cluster.resume(i)
-        if not chaos_cluster.is_running(i):
-            chaos_cluster.restart(i)
-
-
 @pytest.mark.parametrize("fault", FAULTS)
-def test_lock_survives(healthy: LocalCluster, fault: str, tmp_path: Path) -> None:
-    verdict = run_lock_scenario(healthy, fault, [nemesis.ALL_FAULTS[fault]], tmp_path)
+def test_lock_survives(fault_cluster: LocalCluster, fault: str, tmp_path: Path) -> None:
+    verdict = run_lock_scenario(fault_cluster, fault, [nemesis.ALL_FAULTS[fault]], tmp_path)
     assert verdict.ok, verdict.report()
 
 
 def test_negative_control_unfenced_resource_shows_the_pause_violation(
-    healthy: LocalCluster, tmp_path: Path
+    fault_cluster: LocalCluster, tmp_path: Path
 ) -> None:
     """The same GC-pause scenario against a resource that ignores tokens must break: the
     checkers can fail, and fencing is what saves the fenced runs."""
-    verdict = run_lock_scenario(healthy, "holder-pause (unfenced)", [nemesis.holder_pause],
+    verdict = run_lock_scenario(fault_cluster, "holder-pause (unfenced)", [nemesis.holder_pause],
                                 tmp_path, fenced=False, hold=0.05)
     assert not verdict.ok, verdict.report()
     assert verdict.checks["fenced writes"], verdict.report()
@@ -55,9 +36,9 @@ def test_negative_control_unfenced_resource_shows_the_pause_violation(
 
 
 def test_lock_history_is_linearizable_through_a_leader_kill(
-    healthy: LocalCluster, tmp_path: Path
+    fault_cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    verdict = run_lock_scenario(healthy, "leader-kill", [nemesis.leader_kill], tmp_path)
+    verdict = run_lock_scenario(fault_cluster, "leader-kill", [nemesis.leader_kill], tmp_path)
     assert verdict.ok, verdict.report()
     events = checkers.load(sorted(tmp_path.glob("buyer*.jsonl")))
     ops, acquired = [], {}

@@ -3,7 +3,6 @@ total-queue check plus per-key order, no double ack, nothing left in flight."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,22 +17,7 @@ FAULTS = ["worker-kill", "leader-kill", "follower-pause", "leader-pause", "quoru
           "full-restart", "client-partition", "lost-replies"]
 
 
-@pytest.fixture(scope="module")
-def chaos_cluster(backend: str) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(backend, nodes=3).start()
-    yield cluster
-    cluster.stop()
-
-
 @pytest.mark.parametrize("fault", FAULTS)
-def test_queue_survives(chaos_cluster: LocalCluster, fault: str, tmp_path: Path) -> None:
-    chaos_cluster.wait_healthy()
-    try:
-        verdict = run_queue_scenario(chaos_cluster, fault, [nemesis.ALL_FAULTS[fault]], tmp_path)
-    finally:
-        for i in range(chaos_cluster.size):
-            if chaos_cluster.is_paused(i):
-                chaos_cluster.resume(i)
-            if not chaos_cluster.is_running(i):
-                chaos_cluster.restart(i)
+def test_queue_survives(fault_cluster: LocalCluster, fault: str, tmp_path: Path) -> None:
+    verdict = run_queue_scenario(fault_cluster, fault, [nemesis.ALL_FAULTS[fault]], tmp_path)
     assert verdict.ok, verdict.report()
