@@ -9,7 +9,7 @@ Layout under the queue's root (fixed-width names, so key order is delivery order
     f/ID                        in flight (persistent) ...
     c/ID                        ... and its claim, tied to the worker's session
     d/ID                        dead letters
-    x/B1/B2/DONE.ID             acked tasks, by ack time: their t/ID (header only) stays
+    x/SECOND/DONE.ID            acked tasks, by ack time: their t/ID (header only) stays
                                 for DEDUPE_WINDOW seconds so a retried put is a no-op
     k/KEY/SEQ.ID, n/KEY         per ordering key: its FIFO and the count of its tasks
     bell                        touched by every change that may make a task ready
@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
 import threading
 import time
 import uuid
@@ -65,11 +66,12 @@ MAX_PAYLOAD = 900 * 1024
 #: Ready and delayed keys sit in two levels of time buckets (100 s, then 0.1 s), so no
 #: ZooKeeper listing nears its 1 MB packet limit, even with a million waiting tasks.
 OUTER_NS, INNER_NS = 10**11, 10**8
-_READY_DEPTH, _DELAYED_DEPTH = 4, 3
+_READY_DEPTH, _DELAYED_DEPTH, _DONE_DEPTH = 4, 3, 2
 _BATCH = 40  # tasks per put_many commit (etcd allows 128 operations per transaction)
 #: How long an acked task's id is remembered: a put with that id meanwhile stores nothing.
 DEDUPE_WINDOW = 300.0
-_GC_BATCH = 40  # acked tasks forgotten per commit
+_GC_BATCH, _GC_ROUNDS = 40, 25  # acked tasks forgotten per commit; commits per reap
+_SPREAD = 8  # consumers pick among this many first ready tasks
 #: While tasks are ready, a consumer promotes due delayed tasks and reaps lost claims at
 #: most this often (seconds); an idle consumer does it before every wait.
 MAINTAIN_EVERY = 0.1
@@ -170,7 +172,7 @@ class Queue:
                        f"{h['s']:020d}.{h['id']}")
 
     def _done_key(self, h: dict[str, Any]) -> str:
-        return self._k("x", *self._buckets(h["done"]), f"{h['done']:020d}.{h['id']}")
+        return self._k("x", f"{h['done'] // 10**9:011d}", f"{h['done']:020d}.{h['id']}")
 
     def _delayed_key(self, h: dict[str, Any]) -> str:
         return self._k("w", *self._buckets(h["due"]), f"{h['due']:020d}.{h['id']}")
@@ -333,7 +335,19 @@ class Queue:
             self._backend.kv_wait(self._bell, bell, wait)
 
     def _try_claim(self) -> Task | None:
-        for ready_key in self._backend.kv_leaves(self._k("r"), _READY_DEPTH, 8):
+        """Claim the first ready task; if another consumer beat us to it, one of the next
+        few of the same priority in random order, so that concurrent consumers do not
+        all race for each next head (their relative order is not observable)."""
+        ready = self._backend.kv_leaves(self._k("r"), _READY_DEPTH, _SPREAD)
+        if not ready:
+            return None
+        task = self._claim(ready[0])
+        if task is not None:
+            return task
+        top = ready[0].rsplit("/", 4)[1]
+        rest = [key for key in ready[1:] if key.rsplit("/", 4)[1] == top]
+        random.shuffle(rest)
+        for ready_key in rest:
             task = self._claim(ready_key)
             if task is not None:
                 return task
@@ -542,24 +556,27 @@ class Queue:
                 )
             except OutcomeUnknown:
                 pass
-        self._forget_acked()
         ttl = self._backend.session().ttl
         if time.monotonic() - self._last_reap >= ttl / 4:
             self._last_reap = time.monotonic()
             self._reap()
+            for _round in range(_GC_ROUNDS):
+                if self._forget_acked() < _GC_BATCH:
+                    break
 
-    def _forget_acked(self) -> None:
-        """Delete the tombstones of tasks acked more than ``DEDUPE_WINDOW`` ago. The
-        ``Present`` check keeps two consumers from deleting a newer task of the same id."""
+    def _forget_acked(self) -> int:
+        """Delete the tombstones of up to ``_GC_BATCH`` tasks acked more than
+        ``DEDUPE_WINDOW`` ago; how many were due. The ``Present`` check keeps two
+        consumers from deleting a newer task of the same id."""
         horizon = time.time_ns() - int(DEDUPE_WINDOW * 1e9)
         expired = []
-        for done in self._backend.kv_leaves(self._k("x"), _DELAYED_DEPTH, _GC_BATCH):
+        for done in self._backend.kv_leaves(self._k("x"), _DONE_DEPTH, _GC_BATCH):
             when, task_id = done.rsplit("/", 1)[1].split(".", 1)
             if int(when) > horizon:
                 break
             expired.append((done, task_id))
         if not expired:
-            return
+            return 0
         checks: list[Check] = [Present(done) for done, _ in expired]
         ops: list[Op] = [Delete(done) for done, _ in expired]
         ops += [Delete(self._k("t", task_id)) for _, task_id in expired]
@@ -567,6 +584,7 @@ class Queue:
             self._backend.kv_commit(checks, ops)
         except OutcomeUnknown:
             pass  # done or not, the next round sees
+        return len(expired)
 
     def _version_of(self, key: str) -> int:
         entry = self._backend.kv_get(key)
@@ -605,7 +623,7 @@ class Queue:
         delayed = backend.kv_count(self._k("w"), _DELAYED_DEPTH)
         in_flight = backend.kv_count(self._k("f"), 1)
         dead = backend.kv_count(self._k("d"), 1)
-        total = backend.kv_count(self._k("t"), 1) - backend.kv_count(self._k("x"), _DELAYED_DEPTH)
+        total = backend.kv_count(self._k("t"), 1) - backend.kv_count(self._k("x"), _DONE_DEPTH)
         blocked = max(0, total - pending - delayed - in_flight - dead)
         return {"pending": pending, "delayed": delayed, "blocked": blocked,
                 "in_flight": in_flight, "dead": dead}

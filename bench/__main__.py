@@ -1,0 +1,180 @@
+"""``python -m bench``: our recipes against the peers on the same local 3-node clusters,
+in one run. Writes ``bench/results/latest.json``, ``latest.md`` and PNG plots.
+
+    python -m bench                      # both backends, the full plan (~15 min)
+    python -m bench --quick              # a smoke run: short, shallow queues
+    python -m bench --backend etcd --depths 0,10000
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from coordination.cluster import LocalCluster
+
+from . import report, scenarios
+from .redis_server import RedisServer
+from .subjects import Servers, lock_subjects, queue_subjects
+
+RESULTS = Path(__file__).parent / "results"
+CONTENDERS = (1, 8, 32)
+RAW_CLIENTS = (1, 8, 32)
+FLOWS = ((1, 1), (8, 8))
+BATCH = 100
+
+
+class Plan:
+    """The steps of a run, each a label and a callable storing into ``results``."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, Callable[[], None]]] = []
+
+    def add(self, label: str, step: Callable[[], None]) -> None:
+        self.steps.append((label, step))
+
+
+def _guarded(store: dict[str, Any], key: str, measure: Callable[[], dict[str, Any]]) -> Callable[[], None]:
+    """Run ``measure`` into ``store[key]``; a peer that fails is recorded, not fatal."""
+
+    def step() -> None:
+        try:
+            store[key] = measure()
+        except Exception as exc:  # noqa: BLE001 - one peer's failure must not end the run
+            store[key] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+
+    return step
+
+
+def plan_backend(plan: Plan, results: dict[str, Any], servers: Servers, cluster: LocalCluster,
+                 duration: float, reps: int, depths: list[int]) -> None:
+    out = results.setdefault(servers.backend, {"raw": {}, "locks": {}, "queues": {}, "depth": {}})
+    for clients in RAW_CLIENTS:
+        plan.add(f"{servers.backend}: raw writes, {clients} clients",
+                 _guarded(out["raw"], str(clients),
+                          lambda c=clients: scenarios.raw_writes(servers, c, duration, reps)))
+    for subject in lock_subjects(servers):
+        row = out["locks"].setdefault(subject.label, {"ours": subject.ours,
+                                                      "reference": subject.reference})
+        if subject.unavailable:
+            row["unavailable"] = subject.unavailable
+            continue
+        for n in CONTENDERS:
+            watched = cluster if n == max(CONTENDERS) and not subject.reference else None
+            plan.add(f"{servers.backend}: {subject.label}, {n} contender(s)",
+                     _guarded(row, str(n), lambda s=subject, n=n, w=watched:
+                              scenarios.lock_cycles(s, n, duration, reps, w)))
+    for subject in queue_subjects(servers):
+        row = out["queues"].setdefault(subject.label, {"ours": subject.ours,
+                                                       "reference": subject.reference})
+        for producers, consumers in FLOWS:
+            plan.add(f"{servers.backend}: {subject.label}, {producers}x{consumers}",
+                     _guarded(row, f"{producers}x{consumers}",
+                              lambda s=subject, p=producers, c=consumers:
+                              scenarios.queue_flow(s, p, c, duration, reps)))
+        plan.add(f"{servers.backend}: {subject.label}, batches of {BATCH}",
+                 _guarded(row, "batch", lambda s=subject: scenarios.queue_batches(
+                     s, BATCH, duration, reps)))
+    name = "deep"
+    filled = [0]
+    for depth in depths:
+        def measure(depth: int = depth) -> dict[str, Any]:
+            if depth == 0:
+                return scenarios.get_latency(servers.url, "shallow", 200, refill=True)
+            started = time.monotonic()
+            scenarios.fill(servers.url, name, depth + 200 - filled[0])
+            filled[0] = depth
+            figures = scenarios.get_latency(servers.url, name, 200, refill=False)
+            return {**figures, "fill_s": time.monotonic() - started}
+        plan.add(f"{servers.backend}: get latency at {depth:,} waiting", _guarded(
+            out["depth"], str(depth), measure))
+
+
+@click.command()
+@click.option("--backend", "backends", multiple=True, type=click.Choice(["zookeeper", "etcd"]),
+              help="Only this backend (repeatable); default both.")
+@click.option("--quick", is_flag=True, help="Short smoke run: 1 s per figure, 1 repetition, "
+              "depths 0 and 10,000.")
+@click.option("--duration", type=float, default=2.0, show_default=True,
+              help="Seconds per measurement.")
+@click.option("--reps", type=int, default=3, show_default=True, help="Repetitions per figure.")
+@click.option("--depths", default=None,
+              help="Queue depths for the get latency, comma-separated "
+              "[default: 0,10000,100000,1000000; with --quick 0,10000].")
+@click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True,
+              help="Where latest.json, latest.md and the plots go.")
+def main(backends: tuple[str, ...], quick: bool, duration: float, reps: int,
+         depths: str | None, out: Path) -> None:
+    """Benchmark our locks and queues against kazoo, etcd-sdk-python, tooz and Redis."""
+    console = Console()
+    if quick:
+        duration, reps = 1.0, 1
+    depths = depths or ("0,10000" if quick else "0,10000,100000,1000000")
+    depth_list = [int(d) for d in depths.split(",") if d.strip()]
+    chosen = list(backends) or ["zookeeper", "etcd"]
+    redis = RedisServer()
+    if not redis.available:
+        console.print("[yellow]redis-server not installed: the Redis reference is skipped "
+                      "(bash scripts/bench.sh installs it)[/]")
+    results: dict[str, Any] = {}
+    began = time.monotonic()
+    meta = {"command": "python -m bench " + " ".join(sys.argv[1:]), "duration_s": duration,
+            "reps": reps, "depths": depth_list, "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {_cpus()} CPUs", "date": time.strftime("%Y-%m-%d")}
+    try:
+        if redis.available:
+            redis.start()
+        for backend in chosen:
+            cluster = LocalCluster(backend, nodes=3)
+            console.print(f"starting a local 3-node {backend} cluster")
+            cluster.start()
+            try:
+                servers = Servers(backend, f"{cluster.url}/bench", cluster.endpoints,
+                                  redis.port if redis.available else None)
+                plan = Plan()
+                plan_backend(plan, results, servers, cluster, duration, reps, depth_list)
+                _run(plan, console)
+            finally:
+                cluster.stop()
+    finally:
+        redis.stop()
+    meta["total_s"] = round(time.monotonic() - began, 1)
+    document = {"meta": meta, "results": results}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(document, indent=2) + "\n")
+    markdown = report.markdown(document)
+    (out / "latest.md").write_text(markdown)
+    plots = report.plots(document, out)
+    console.print(markdown)
+    console.print(f"wrote {out / 'latest.json'}, {out / 'latest.md'} and {len(plots)} plots "
+                  f"in {meta['total_s']:.0f}s")
+
+
+def _run(plan: Plan, console: Console) -> None:
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("", total=len(plan.steps))
+        for label, step in plan.steps:
+            progress.update(task, description=label)
+            step()
+            progress.advance(task)
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+if __name__ == "__main__":
+    main()

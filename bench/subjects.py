@@ -1,0 +1,317 @@
+"""What is measured: our recipes and the peers', behind one small interface each.
+
+A *lock subject* makes contenders: ``subject(name)`` opens a client of its own and
+returns an object with ``acquire()``, ``release()`` and ``close()``. A *queue subject*
+makes producers and consumers the same way: ``put(data)``, ``put_many(items)``,
+``take()`` (one task taken and acknowledged, or None) and ``close()``.
+
+Peers: kazoo's ``Lock``, ``Queue`` and ``LockingQueue``; etcd-sdk-python's ``Lock``;
+tooz with its ``zookeeper`` and ``etcd3+http`` drivers; and a plain Redis lock
+(``SET NX PX`` via redis-py) and list queue (``LPUSH``/``BRPOP``), the common unsafe
+choice, for reference. All are used the way their documentation shows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import coordination
+
+
+class Contender(Protocol):
+    def acquire(self) -> None: ...
+    def release(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class Worker(Protocol):
+    def put(self, data: bytes) -> None: ...
+    def put_many(self, items: list[bytes]) -> None: ...
+    def take(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class Subject:
+    """A named factory; ``ours`` marks our own recipe, ``reference`` a non-consensus peer."""
+
+    label: str
+    make: Callable[[str], Any]
+    ours: bool = False
+    reference: bool = False
+    #: Why it cannot run here (then it is listed with this reason, not measured).
+    unavailable: str | None = None
+
+
+@dataclass
+class Servers:
+    """Where the subjects connect: a cluster URL and endpoints, and Redis's port."""
+
+    backend: str
+    url: str
+    endpoints: list[str]
+    redis_port: int | None = None
+
+
+# --- ours ---------------------------------------------------------------------------------
+
+
+class OurLock:
+    def __init__(self, url: str, name: str) -> None:
+        self.coord = coordination.connect(url)
+        self.lock = self.coord.lock(name)
+
+    def acquire(self) -> None:
+        if not self.lock.acquire(timeout=120):
+            raise TimeoutError("lock not acquired")
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def close(self) -> None:
+        self.coord.close()
+
+
+class OurQueue:
+    def __init__(self, url: str, name: str) -> None:
+        self.coord = coordination.connect(url)
+        self.queue = self.coord.queue(name)
+
+    def put(self, data: bytes) -> None:
+        self.queue.put(data)
+
+    def put_many(self, items: list[bytes]) -> None:
+        self.queue.put_many(items)
+
+    def take(self) -> bool:
+        task = self.queue.get(timeout=0.2)
+        if task is None:
+            return False
+        task.ack()
+        return True
+
+    def close(self) -> None:
+        self.coord.close()
+
+
+# --- kazoo --------------------------------------------------------------------------------
+
+
+def _kazoo(endpoints: list[str]) -> Any:
+    from kazoo.client import KazooClient
+
+    client = KazooClient(hosts=",".join(endpoints), timeout=10)
+    client.start(timeout=30)
+    return client
+
+
+class KazooLock:
+    def __init__(self, endpoints: list[str], name: str) -> None:
+        self.client = _kazoo(endpoints)
+        self.lock = self.client.Lock(f"/bench-kazoo/locks/{name}", uuid.uuid4().hex)
+
+    def acquire(self) -> None:
+        if not self.lock.acquire(timeout=120):
+            raise TimeoutError("lock not acquired")
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def close(self) -> None:
+        self.client.stop()
+        self.client.close()
+
+
+class KazooQueue:
+    """``Queue`` (get removes the item: at most once) or ``LockingQueue`` (get, then
+    ``consume()``: at least once, the recipe comparable to ours)."""
+
+    def __init__(self, endpoints: list[str], name: str, locking: bool) -> None:
+        self.client = _kazoo(endpoints)
+        self.locking = locking
+        if locking:
+            self.queue = self.client.LockingQueue(f"/bench-kazoo/lq/{name}")
+        else:
+            self.queue = self.client.Queue(f"/bench-kazoo/q/{name}")
+
+    def put(self, data: bytes) -> None:
+        self.queue.put(data)
+
+    def put_many(self, items: list[bytes]) -> None:
+        if self.locking:
+            self.queue.put_all(items)  # one multi
+        else:
+            for item in items:  # kazoo's Queue has no batch put
+                self.queue.put(item)
+
+    def take(self) -> bool:
+        if not self.locking:
+            return self.queue.get() is not None
+        if self.queue.get(timeout=0.2) is None:
+            return False
+        self.queue.consume()
+        return True
+
+    def close(self) -> None:
+        self.client.stop()
+        self.client.close()
+
+
+# --- etcd-sdk-python ----------------------------------------------------------------------
+
+
+def _etcd(endpoints: list[str]) -> Any:
+    import pyetcd
+
+    host, port = endpoints[0].rsplit(":", 1)
+    return pyetcd.client(host=host, port=int(port))
+
+
+class EtcdClientLock:
+    def __init__(self, endpoints: list[str], name: str) -> None:
+        self.client = _etcd(endpoints)
+        self.lock = self.client.lock(f"bench-etcd-sdk/{name}", ttl=10)
+
+    def acquire(self) -> None:
+        if not self.lock.acquire(timeout=120):
+            raise TimeoutError("lock not acquired")
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+# --- tooz ---------------------------------------------------------------------------------
+
+
+class ToozLock:
+    def __init__(self, tooz_url: str, name: str) -> None:
+        from tooz import coordination as tooz_coordination
+
+        self.coordinator = tooz_coordination.get_coordinator(tooz_url, uuid.uuid4().hex.encode())
+        self.coordinator.start()
+        self.lock = self.coordinator.get_lock(f"bench-tooz-{name}".encode())
+
+    def acquire(self) -> None:
+        if not self.lock.acquire(blocking=120):
+            raise TimeoutError("lock not acquired")
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def close(self) -> None:
+        self.coordinator.stop()
+
+
+def etcd_gateway_missing(endpoint: str) -> str | None:
+    """tooz's etcd driver speaks etcd's gRPC JSON gateway (``/v3/...`` over HTTP)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"http://{endpoint}/v3/kv/range", data=b'{"key": "eA=="}')
+    try:
+        urllib.request.urlopen(request, timeout=5).close()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return "this etcd build has no gRPC JSON gateway (/v3/... answers 404)"
+    except OSError as exc:
+        return f"gateway unreachable: {exc}"
+    return None
+
+
+def tooz_url(servers: Servers) -> str:
+    if servers.backend == "zookeeper":
+        return f"zookeeper://{servers.endpoints[0]}?timeout=10"
+    return f"etcd3+http://{servers.endpoints[0]}?api_version=v3&timeout=10"
+
+
+# --- Redis (reference: one server, no consensus, no fencing) ------------------------------
+
+
+def _redis(port: int) -> Any:
+    import redis
+
+    return redis.Redis(host="127.0.0.1", port=port)
+
+
+class RedisLock:
+    def __init__(self, port: int, name: str) -> None:
+        self.client = _redis(port)
+        self.lock = self.client.lock(f"bench-lock-{name}", timeout=10, sleep=0.002,
+                                     blocking_timeout=120)
+
+    def acquire(self) -> None:
+        if not self.lock.acquire():
+            raise TimeoutError("lock not acquired")
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RedisQueue:
+    def __init__(self, port: int, name: str) -> None:
+        self.client = _redis(port)
+        self.key = f"bench-queue-{name}"
+
+    def put(self, data: bytes) -> None:
+        self.client.lpush(self.key, data)
+
+    def put_many(self, items: list[bytes]) -> None:
+        self.client.lpush(self.key, *items)
+
+    def take(self) -> bool:
+        return self.client.brpop([self.key], timeout=0.2) is not None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+# --- the line-ups -------------------------------------------------------------------------
+
+
+def lock_subjects(servers: Servers) -> list[Subject]:
+    url, endpoints = servers.url, servers.endpoints
+    subjects = [Subject("coordination", lambda name: OurLock(url, name), ours=True)]
+    if servers.backend == "zookeeper":
+        subjects.append(Subject("kazoo Lock", lambda name: KazooLock(endpoints, name)))
+        subjects.append(Subject("tooz (zookeeper)", lambda name: ToozLock(tooz_url(servers), name)))
+    else:
+        subjects.append(Subject("etcd-sdk-python Lock", lambda name: EtcdClientLock(endpoints, name)))
+        subjects.append(Subject("tooz (etcd3+http)", lambda name: ToozLock(tooz_url(servers), name),
+                                unavailable=etcd_gateway_missing(endpoints[0])))
+    if servers.redis_port:
+        port = servers.redis_port
+        subjects.append(Subject("Redis SET NX (1 node)", lambda name: RedisLock(port, name),
+                                reference=True))
+    return subjects
+
+
+def queue_subjects(servers: Servers) -> list[Subject]:
+    url, endpoints = servers.url, servers.endpoints
+    subjects = [Subject("coordination", lambda name: OurQueue(url, name), ours=True)]
+    if servers.backend == "zookeeper":
+        subjects.append(Subject("kazoo LockingQueue",
+                                lambda name: KazooQueue(endpoints, name, locking=True)))
+        subjects.append(Subject("kazoo Queue (no ack)",
+                                lambda name: KazooQueue(endpoints, name, locking=False)))
+    if servers.redis_port:
+        port = servers.redis_port
+        subjects.append(Subject("Redis LPUSH/BRPOP (1 node)", lambda name: RedisQueue(port, name),
+                                reference=True))
+    return subjects
+
+
+def close_all(items: Iterable[Any]) -> None:
+    for item in items:
+        try:
+            item.close()
+        except Exception:  # noqa: BLE001 - a peer's close must not end the run
+            pass
