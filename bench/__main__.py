@@ -134,7 +134,8 @@ def main(backends: tuple[str, ...], quick: bool, duration: float, reps: int,
         if redis.available:
             redis.start()
         for backend in chosen:
-            cluster = LocalCluster(backend, nodes=3)
+            # ZooKeeper keeps every node in memory: a million tasks need more than 1 GiB.
+            cluster = LocalCluster(backend, nodes=3, zookeeper_heap="4g")
             console.print(f"starting a local 3-node {backend} cluster")
             cluster.start()
             try:

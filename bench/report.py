@@ -105,16 +105,15 @@ def markdown(doc: Doc) -> str:
             + f"; single-write p50/p99 {_fmt(raw.get('1', {}).get('p50_ms', math.nan), 2)}/"
             f"{_fmt(raw.get('1', {}).get('p99_ms', math.nan), 2)} ms.", ""]
         out += ["| lock | cycles/s, 1 | 8 contenders | 32 contenders | hand-off p50/p99 "
-                "at 32 (ms) | requests / acquire at 32 | notifications / acquire at 32 |",
-                "|---|---|---|---|---|---|---|"]
+                "at 32 (ms) | server requests / acquire at 32 |",
+                "|---|---|---|---|---|---|"]
         for label, row in data["locks"].items():
             at32 = row.get("32", {})
             out.append(
                 f"| {label} | {_spread(row.get('1'))} | {_spread(row.get('8'))} | "
                 f"{_spread(at32)} | {_fmt(at32.get('handoff_p50_ms', math.nan), 1)} / "
                 f"{_fmt(at32.get('handoff_p99_ms', math.nan), 1)} | "
-                f"{_fmt(at32.get('requests_per_acquire', math.nan), 1)} | "
-                f"{_fmt(at32.get('notifications_per_acquire', math.nan), 1)} |")
+                f"{_fmt(at32.get('requests_per_acquire', math.nan), 1)} |")
         out += ["", "| queue | put/s 1x1 | get+ack/s 1x1 | put/s 8x8 | get+ack/s 8x8 | "
                 "batched put tasks/s |", "|---|---|---|---|---|---|"]
         for label, row in data["queues"].items():
@@ -164,7 +163,7 @@ def plots(doc: Doc, out: Path) -> list[Path]:
         labels = list(rows)
         p50 = [rows[lb].get("32", {}).get("handoff_p50_ms", math.nan) for lb in labels]
         p99 = [rows[lb].get("32", {}).get("handoff_p99_ms", math.nan) for lb in labels]
-        xs = range(len(labels))
+        xs = list(range(len(labels)))
         ax.bar([x - 0.2 for x in xs], p50, width=0.4, label="p50")
         ax.bar([x + 0.2 for x in xs], p99, width=0.4, label="p99")
         ax.set_xticks(list(xs), labels, rotation=20, fontsize=8)

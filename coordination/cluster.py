@@ -383,9 +383,8 @@ class _Backend:
         """None unless the node believes it leads; then its epoch/term if known, else 0."""
         raise NotImplementedError
 
-    def traffic(self, node: _Node) -> tuple[float, float]:
-        """``(requests received, watch notifications sent)`` so far, from the server's
-        own counters."""
+    def requests(self, node: _Node) -> float:
+        """Client requests the node received so far, from its own counters."""
         raise NotImplementedError
 
 
@@ -406,7 +405,6 @@ class _ZooKeeper(_Backend):
     MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
     JVM_FLAGS = [
         "-Xms64m",
-        "-Xmx1g",
         "-XX:+UseSerialGC",
         "-XX:-UsePerfData",
         "-XX:+ExitOnOutOfMemoryError",
@@ -449,6 +447,7 @@ class _ZooKeeper(_Backend):
     def command(self, node: _Node) -> list[str]:
         return [
             self.java(),
+            f"-Xmx{self.cluster.zookeeper_heap}",
             *self.JVM_FLAGS,
             f"-Dzookeeper.log.dir={node.dir}",
             f"-Dzookeeper.log.file={node.log}",
@@ -483,12 +482,10 @@ class _ZooKeeper(_Backend):
         except ValueError:
             return 0
 
-    def traffic(self, node: _Node) -> tuple[float, float]:
-        # Every request gets one reply; what is sent beyond the replies is notifications.
+    def requests(self, node: _Node) -> float:
         lines = (_four_letter(node.client_port, "mntr") or "").splitlines()
         counters = dict(line.split("\t", 1) for line in lines if "\t" in line)
-        received = float(counters.get("zk_packets_received", 0))
-        return received, float(counters.get("zk_packets_sent", 0)) - received
+        return float(counters.get("zk_packets_received", 0))
 
 
 class _Etcd(_Backend):
@@ -542,16 +539,12 @@ class _Etcd(_Backend):
         metrics = _http_text(f"{self._url(node.client_port)}/metrics") or ""
         return 0 if re.search(r"^etcd_server_is_leader 1$", metrics, re.MULTILINE) else None
 
-    def traffic(self, node: _Node) -> tuple[float, float]:
-        # Requests: every message a client sent (unary calls and stream messages, lease
-        # keep-alives included); notifications: the Watch stream's messages to clients.
+    def requests(self, node: _Node) -> float:
+        # Every message a client sent: unary calls and stream messages (watch creates
+        # and cancels, lease keep-alives).
         metrics = _http_text(f"{self._url(node.client_port)}/metrics") or ""
-        received = sum(float(v) for v in re.findall(
+        return sum(float(v) for v in re.findall(
             r"^grpc_server_msg_received_total\{[^}]*\} (\S+)$", metrics, re.MULTILINE))
-        watch = sum(float(v) for v in re.findall(
-            r'^grpc_server_msg_sent_total\{[^}]*grpc_method="Watch"[^}]*\} (\S+)$', metrics,
-            re.MULTILINE))
-        return received, watch
 
 
 _BACKEND_CLASSES: dict[str, type[_Backend]] = {"zookeeper": _ZooKeeper, "etcd": _Etcd}
@@ -583,7 +576,8 @@ class LocalCluster:
     ``base_port + 100 + i`` and (ZooKeeper) election port ``base_port + 200 + i``;
     None picks free ports. ``workdir``: where node dirs go (kept); None uses a temp dir
     that stop() removes. ``tick_ms``: ZooKeeper tickTime (etcd uses heartbeat 100 ms,
-    election timeout 1000 ms). Nothing runs until start().
+    election timeout 1000 ms). ``zookeeper_heap``: each ZooKeeper JVM's ``-Xmx``.
+    Nothing runs until start().
     """
 
     def __init__(
@@ -593,6 +587,7 @@ class LocalCluster:
         base_port: int | None = None,
         workdir: str | os.PathLike[str] | None = None,
         tick_ms: int = 500,
+        zookeeper_heap: str = "1g",
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
@@ -602,6 +597,7 @@ class LocalCluster:
             raise ValueError("tick_ms must be positive")
         self.backend = backend
         self.tick_ms = tick_ms
+        self.zookeeper_heap = zookeeper_heap
         self._impl = _BACKEND_CLASSES[backend](self)
         self._own_workdir = workdir is None
         #: Directory holding node0..nodeN-1; None until start() when it is a temp dir.
@@ -810,11 +806,10 @@ class LocalCluster:
         self._wait_until(elected, timeout, "a leader to be elected", [])
         return found[-1]
 
-    def traffic(self) -> tuple[float, float]:
-        """``(requests received, watch notifications sent)`` by all running nodes so far,
-        from the servers' own counters (ZooKeeper ``mntr``, etcd ``/metrics``)."""
-        totals = [self._impl.traffic(node) for node in self._nodes if node.probeable()]
-        return sum(t[0] for t in totals), sum(t[1] for t in totals)
+    def requests(self) -> float:
+        """Client requests all running nodes received so far, from the servers' own
+        counters (ZooKeeper ``mntr`` packets received, etcd's gRPC messages received)."""
+        return sum(self._impl.requests(node) for node in self._nodes if node.probeable())
 
     def heal(self, timeout: float = 60.0) -> None:
         """Undo every fault: resume paused nodes, restart dead ones, wait until healthy

@@ -267,3 +267,12 @@ def test_quorum_loss_and_recovery(backend: str, started: Callable[..., LocalClus
     assert cluster.is_running(2) and cluster.leader() is None
     cluster.restart(0)  # 2 of 3 again
     cluster.wait_healthy(timeout=30)
+
+
+def test_request_counters_grow_with_client_requests(cluster: LocalCluster, coord) -> None:
+    """The servers' own request counters (used by the benchmark) see client traffic."""
+    before = cluster.requests()
+    counter = coord.counter("hits")
+    for _ in range(20):
+        counter.add(1)
+    assert cluster.requests() >= before + 20

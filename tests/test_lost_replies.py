@@ -22,16 +22,24 @@ def test_a_create_whose_reply_was_lost_is_found_not_repeated(coord: coordination
         from kazoo.exceptions import ConnectionLoss
 
         client = backend.client  # type: ignore[attr-defined]
-        real = client.create
+        real = client.create_async
+
+        class LostReply:
+            def __init__(self, applied) -> None:
+                self.applied = applied
+
+            def get(self, *args, **kwargs):
+                self.applied.get(*args, **kwargs)  # the node is created ...
+                raise ConnectionLoss("reply lost (injected)")  # ... but we never hear it
 
         def create_then_lose_reply(*args, **kwargs):
             result = real(*args, **kwargs)
             if not lost_once["done"]:
                 lost_once["done"] = True
-                raise ConnectionLoss("reply lost (injected)")
+                return LostReply(result)
             return result
 
-        client.create = create_then_lose_reply
+        client.create_async = create_then_lose_reply
     else:
         from pyetcd.exceptions import ConnectionFailedError
 

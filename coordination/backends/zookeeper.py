@@ -466,29 +466,38 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         prefix = template.format(uuid=uuid.uuid4().hex)
         tried = False
 
-        def create_once() -> tuple[str, int]:
+        def create_once() -> tuple[str, int, list[str] | None]:
             # A create whose reply was lost may have happened: look for our prefix
             # before creating again, and adopt only a node of our own session.
             nonlocal tried
             if tried:
                 found = self._find_own(path, prefix, session)
                 if found:
-                    return found
+                    return (*found, None)
             tried = True
-            node, stat = self._client.create(
+            # Pipelined: one session's requests are served in order, so the listing sent
+            # right behind the create sees our node (one round trip, not two).
+            created = self._client.create_async(
                 f"{path}/{prefix}", data, ephemeral=True, sequence=True, makepath=True,
                 include_data=True,
             )
-            return node, stat.ephemeralOwner
+            listed = self._client.get_children_async(path)
+            node, stat = created.get()
+            try:
+                children = listed.get()
+            except NoNodeError:  # the parent was made after the listing: ask again later
+                children = None
+            return node, stat.ephemeralOwner, children
 
-        node, owner = self._call(session, create_once)
+        node, owner, children = self._call(session, create_once)
         if owner != session.id:  # created in a newer session than we meant: undo it
             try:
                 self._call(None, "delete", node)
             except NoNodeError:
                 pass
             raise SessionLost("ZooKeeper session changed while enqueuing")
-        return Contender(path, node, _sequence(node), session), None
+        me = Contender(path, node, _sequence(node), session)
+        return me, _first(me, children)
 
     def _find_own(self, path: str, prefix: str, session: Session) -> tuple[str, int] | None:
         try:
@@ -636,6 +645,17 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
 def _kind(node: str) -> str:
     """``rlock`` for a shared (reader) contender node, else ``lock``."""
     return "rlock" if READER_RE.search(node) else "lock"
+
+
+def _first(me: Contender, children: list[str] | None) -> bool | None:
+    """Whether ``me`` heads ``children`` (None: the listing is not known to include it)."""
+    if children is None or me.key.rsplit("/", 1)[1] not in children:
+        return None
+    for child in children:
+        match = CONTENDER_RE.search(child)
+        if match is not None and int(match.group(1)) < me.token:
+            return False
+    return True
 
 
 def _sequence(node: str) -> int:

@@ -365,8 +365,8 @@ class Queue:
         h["state"] = "claimed"
         h["claims"] = h.get("claims", 0) + 1
         # The ready key must still be there: its delete alone would not fail on etcd.
-        checks = [Version(record.key, record.version), Absent(self._k("c", task_id)),
-                  Present(ready_key)]
+        checks: list[Check] = [Version(record.key, record.version), Absent(self._k("c", task_id)),
+                               Present(ready_key)]
         ops: list[Op] = [
             Delete(ready_key),
             Update(record.key, self._pack(h, data)),
