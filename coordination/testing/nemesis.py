@@ -167,16 +167,26 @@ def session_expiry(ctx: Context) -> str:
     holder = _holder(ctx)
     if ctx.cluster.backend == "zookeeper":
         from kazoo.client import KazooClient
+        from kazoo.exceptions import KazooException
+        from kazoo.handlers.threading import KazooTimeoutError
 
         twin = KazooClient(hosts=",".join(ctx.cluster.endpoints),
                            client_id=(holder["session"], bytes.fromhex(holder["password"])))
-        twin.start(timeout=10)
-        twin.stop()
-        twin.close()
+        try:
+            twin.start(timeout=10)
+        except (KazooException, KazooTimeoutError):  # an earlier fault let it expire already
+            return f"the ZooKeeper session of holder {holder['pid']} had expired already"
+        finally:
+            twin.stop()
+            twin.close()
         return f"expired the ZooKeeper session of holder {holder['pid']} on the server"
-    subprocess.run(["etcdctl", f"--endpoints={','.join(ctx.cluster.endpoints)}", "lease",
-                    "revoke", f"{holder['session']:x}"], capture_output=True, timeout=10,
-                   check=True)
+    revoke = subprocess.run(["etcdctl", f"--endpoints={','.join(ctx.cluster.endpoints)}",
+                             "lease", "revoke", f"{holder['session']:x}"],
+                            capture_output=True, text=True, timeout=10)
+    if revoke.returncode != 0:
+        if "not found" in revoke.stderr:  # an earlier fault (a pause) let it expire already
+            return f"the etcd lease of holder {holder['pid']} had expired already"
+        raise RuntimeError(f"etcdctl lease revoke failed: {revoke.stderr.strip()}")
     return f"revoked the etcd lease of holder {holder['pid']} on the server"
 
 
