@@ -10,6 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from coordination.cluster import free_ports
+
 
 class RedisServer:
     """Started on a free 127.0.0.1 port; stopped by its pid."""
@@ -25,9 +27,7 @@ class RedisServer:
         return self.binary is not None
 
     def start(self) -> RedisServer:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_ports(1)[0]
         self._proc = subprocess.Popen(
             [str(self.binary), "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
              "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self._dir)],

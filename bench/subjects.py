@@ -56,23 +56,33 @@ class Servers:
     redis_port: int | None = None
 
 
-# --- ours ---------------------------------------------------------------------------------
+class AdaptedLock:
+    """Any peer's lock as a :class:`Contender`: ``acquire`` calls ``take`` (which waits
+    up to 120 s and returns whether it got the lock), ``close`` calls ``close``."""
 
-
-class OurLock:
-    def __init__(self, url: str, name: str) -> None:
-        self.coord = coordination.connect(url)
-        self.lock = self.coord.lock(name)
+    def __init__(self, lock: Any, take: Callable[[], bool], close: Callable[[], Any]) -> None:
+        self.lock = lock
+        self._take = take
+        self._close = close
 
     def acquire(self) -> None:
-        if not self.lock.acquire(timeout=120):
+        if not self._take():
             raise TimeoutError("lock not acquired")
 
     def release(self) -> None:
         self.lock.release()
 
     def close(self) -> None:
-        self.coord.close()
+        self._close()
+
+
+# --- ours ---------------------------------------------------------------------------------
+
+
+def our_lock(url: str, name: str) -> AdaptedLock:
+    coord = coordination.connect(url)
+    lock = coord.lock(name)
+    return AdaptedLock(lock, lambda: lock.acquire(timeout=120), coord.close)
 
 
 class OurQueue:
@@ -108,21 +118,15 @@ def _kazoo(endpoints: list[str]) -> Any:
     return client
 
 
-class KazooLock:
-    def __init__(self, endpoints: list[str], name: str) -> None:
-        self.client = _kazoo(endpoints)
-        self.lock = self.client.Lock(f"/bench-kazoo/locks/{name}", uuid.uuid4().hex)
+def kazoo_lock(endpoints: list[str], name: str) -> AdaptedLock:
+    client = _kazoo(endpoints)
+    lock = client.Lock(f"/bench-kazoo/locks/{name}", uuid.uuid4().hex)
+    return AdaptedLock(lock, lambda: lock.acquire(timeout=120), lambda: _stop_kazoo(client))
 
-    def acquire(self) -> None:
-        if not self.lock.acquire(timeout=120):
-            raise TimeoutError("lock not acquired")
 
-    def release(self) -> None:
-        self.lock.release()
-
-    def close(self) -> None:
-        self.client.stop()
-        self.client.close()
+def _stop_kazoo(client: Any) -> None:
+    client.stop()
+    client.close()
 
 
 class KazooQueue:
@@ -156,8 +160,7 @@ class KazooQueue:
         return True
 
     def close(self) -> None:
-        self.client.stop()
-        self.client.close()
+        _stop_kazoo(self.client)
 
 
 # --- etcd-sdk-python ----------------------------------------------------------------------
@@ -170,42 +173,22 @@ def _etcd(endpoints: list[str]) -> Any:
     return pyetcd.client(host=host, port=int(port))
 
 
-class EtcdClientLock:
-    def __init__(self, endpoints: list[str], name: str) -> None:
-        self.client = _etcd(endpoints)
-        self.lock = self.client.lock(f"bench-etcd-sdk/{name}", ttl=10)
-
-    def acquire(self) -> None:
-        if not self.lock.acquire(timeout=120):
-            raise TimeoutError("lock not acquired")
-
-    def release(self) -> None:
-        self.lock.release()
-
-    def close(self) -> None:
-        self.client.close()
+def etcd_client_lock(endpoints: list[str], name: str) -> AdaptedLock:
+    client = _etcd(endpoints)
+    lock = client.lock(f"bench-etcd-sdk/{name}", ttl=10)
+    return AdaptedLock(lock, lambda: lock.acquire(timeout=120), client.close)
 
 
 # --- tooz ---------------------------------------------------------------------------------
 
 
-class ToozLock:
-    def __init__(self, tooz_url: str, name: str) -> None:
-        from tooz import coordination as tooz_coordination
+def tooz_lock(tooz_url: str, name: str) -> AdaptedLock:
+    from tooz import coordination as tooz_coordination
 
-        self.coordinator = tooz_coordination.get_coordinator(tooz_url, uuid.uuid4().hex.encode())
-        self.coordinator.start()
-        self.lock = self.coordinator.get_lock(f"bench-tooz-{name}".encode())
-
-    def acquire(self) -> None:
-        if not self.lock.acquire(blocking=120):
-            raise TimeoutError("lock not acquired")
-
-    def release(self) -> None:
-        self.lock.release()
-
-    def close(self) -> None:
-        self.coordinator.stop()
+    coordinator = tooz_coordination.get_coordinator(tooz_url, uuid.uuid4().hex.encode())
+    coordinator.start()
+    lock = coordinator.get_lock(f"bench-tooz-{name}".encode())
+    return AdaptedLock(lock, lambda: lock.acquire(blocking=120), coordinator.stop)
 
 
 def etcd_gateway_missing(endpoint: str) -> str | None:
@@ -239,21 +222,10 @@ def _redis(port: int) -> Any:
     return redis.Redis(host="127.0.0.1", port=port)
 
 
-class RedisLock:
-    def __init__(self, port: int, name: str) -> None:
-        self.client = _redis(port)
-        self.lock = self.client.lock(f"bench-lock-{name}", timeout=10, sleep=0.002,
-                                     blocking_timeout=120)
-
-    def acquire(self) -> None:
-        if not self.lock.acquire():
-            raise TimeoutError("lock not acquired")
-
-    def release(self) -> None:
-        self.lock.release()
-
-    def close(self) -> None:
-        self.client.close()
+def redis_lock(port: int, name: str) -> AdaptedLock:
+    client = _redis(port)
+    lock = client.lock(f"bench-lock-{name}", timeout=10, sleep=0.002, blocking_timeout=120)
+    return AdaptedLock(lock, lock.acquire, client.close)
 
 
 class RedisQueue:
@@ -279,17 +251,17 @@ class RedisQueue:
 
 def lock_subjects(servers: Servers) -> list[Subject]:
     url, endpoints = servers.url, servers.endpoints
-    subjects = [Subject("coordination", lambda name: OurLock(url, name), ours=True)]
+    subjects = [Subject("coordination", lambda name: our_lock(url, name), ours=True)]
     if servers.backend == "zookeeper":
-        subjects.append(Subject("kazoo Lock", lambda name: KazooLock(endpoints, name)))
-        subjects.append(Subject("tooz (zookeeper)", lambda name: ToozLock(tooz_url(servers), name)))
+        subjects.append(Subject("kazoo Lock", lambda name: kazoo_lock(endpoints, name)))
+        subjects.append(Subject("tooz (zookeeper)", lambda name: tooz_lock(tooz_url(servers), name)))
     else:
-        subjects.append(Subject("etcd-sdk-python Lock", lambda name: EtcdClientLock(endpoints, name)))
-        subjects.append(Subject("tooz (etcd3+http)", lambda name: ToozLock(tooz_url(servers), name),
+        subjects.append(Subject("etcd-sdk-python Lock", lambda name: etcd_client_lock(endpoints, name)))
+        subjects.append(Subject("tooz (etcd3+http)", lambda name: tooz_lock(tooz_url(servers), name),
                                 unavailable=etcd_gateway_missing(endpoints[0])))
     if servers.redis_port:
         port = servers.redis_port
-        subjects.append(Subject("Redis SET NX (1 node)", lambda name: RedisLock(port, name),
+        subjects.append(Subject("Redis SET NX (1 node)", lambda name: redis_lock(port, name),
                                 reference=True))
     return subjects
 

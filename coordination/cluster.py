@@ -194,7 +194,7 @@ _ISSUED: set[int] = set()
 _ISSUED_LOCK = threading.Lock()
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """``count`` distinct free ports on HOST, chosen below the kernel's ephemeral range.
 
     Binding port 0 would return an ephemeral port, which an outgoing client connection
@@ -611,7 +611,7 @@ class LocalCluster:
     def _make_nodes(self, count: int, base_port: int | None) -> list[_Node]:
         per = self._impl.ports_per_node
         if base_port is None:
-            ports = _free_ports(count * per)
+            ports = free_ports(count * per)
             groups = [ports[i * per : (i + 1) * per] for i in range(count)]
         else:
             if not 0 < base_port < 65536 - 200 - count:

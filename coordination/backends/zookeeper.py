@@ -518,18 +518,10 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
             children = self._call(me.session, "get_children", me.path)
         except NoNodeError:
             raise SessionLost(f"the lock node {me.path} is gone") from None
-        mine = me.key.rsplit("/", 1)[1]
-        if mine not in children:
+        if me.key.rsplit("/", 1)[1] not in children:
             raise SessionLost(f"our contender node {me.key} is gone")
-        best: tuple[int, str] | None = None
-        for child in children:
-            match = CONTENDER_RE.search(child)
-            if match is None:
-                continue
-            seq = int(match.group(1))
-            if seq < me.token and (best is None or seq > best[0]):
-                best = (seq, child)
-        return None if best is None else Blocker(f"{me.path}/{best[1]}")
+        before = _nearest_before(me, children)
+        return None if before is None else Blocker(f"{me.path}/{before}")
 
     def _preceding(self, me: Contender, rule: Rule) -> list[Blocker]:
         try:
@@ -647,15 +639,24 @@ def _kind(node: str) -> str:
     return "rlock" if READER_RE.search(node) else "lock"
 
 
+def _nearest_before(me: Contender, children: list[str]) -> str | None:
+    """The contender among ``children`` with the highest sequence below ours."""
+    best: tuple[int, str] | None = None
+    for child in children:
+        match = CONTENDER_RE.search(child)
+        if match is None:
+            continue
+        seq = int(match.group(1))
+        if seq < me.token and (best is None or seq > best[0]):
+            best = (seq, child)
+    return None if best is None else best[1]
+
+
 def _first(me: Contender, children: list[str] | None) -> bool | None:
     """Whether ``me`` heads ``children`` (None: the listing is not known to include it)."""
     if children is None or me.key.rsplit("/", 1)[1] not in children:
         return None
-    for child in children:
-        match = CONTENDER_RE.search(child)
-        if match is not None and int(match.group(1)) < me.token:
-            return False
-    return True
+    return _nearest_before(me, children) is None
 
 
 def _sequence(node: str) -> int:

@@ -312,15 +312,18 @@ class Queue:
         timeout = check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if time.monotonic() - self._last_maintained >= MAINTAIN_EVERY:
+            maintained = time.monotonic() - self._last_maintained >= MAINTAIN_EVERY
+            if maintained:
                 self._maintain()
             task = self._try_claim()
             if task is not None:
                 return task
             # Nothing ready: read the bell before the last look, so that a put after
-            # that look rings a bell we wait on.
+            # that look rings a bell we wait on. Maintenance runs once per round: what it
+            # made ready before that look, the look sees.
             bell = self._backend.kv_get(self._bell)
-            self._maintain()
+            if not maintained:
+                self._maintain()
             task = self._try_claim()
             if task is not None:
                 return task

@@ -137,28 +137,34 @@ def holder_kill(ctx: Context) -> str:
     return f"SIGKILL lock holder {pid}"
 
 
+def _freeze(ctx: Context, pid: int) -> float:
+    """SIGSTOP ``pid`` past its session TTL (a GC pause), then SIGCONT; for how long."""
+    pause = ctx.ttl * 2.5
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(pause)
+    os.kill(pid, signal.SIGCONT)
+    return pause
+
+
+def _any_worker(ctx: Context) -> int:
+    """The pid of a running worker, chosen by the scenario's seeded random source."""
+    return ctx.rng.choice([w for w in ctx.workers if w.poll() is None]).pid
+
+
 def holder_pause(ctx: Context) -> str:
     pid = _holder(ctx)["pid"]
-    os.kill(pid, signal.SIGSTOP)
-    time.sleep(ctx.ttl * 2.5)
-    os.kill(pid, signal.SIGCONT)
-    return f"SIGSTOP lock holder {pid} for {ctx.ttl * 2.5}s (GC pause)"
+    return f"SIGSTOP lock holder {pid} for {_freeze(ctx, pid)}s (GC pause)"
 
 
 def worker_kill(ctx: Context) -> str:
-    alive = [w for w in ctx.workers if w.poll() is None]
-    victim = ctx.rng.choice(alive)
-    victim.send_signal(signal.SIGKILL)
-    return f"SIGKILL worker {victim.pid}"
+    pid = _any_worker(ctx)
+    os.kill(pid, signal.SIGKILL)
+    return f"SIGKILL worker {pid}"
 
 
 def worker_pause(ctx: Context) -> str:
-    alive = [w for w in ctx.workers if w.poll() is None]
-    victim = ctx.rng.choice(alive)
-    victim.send_signal(signal.SIGSTOP)
-    time.sleep(ctx.ttl * 2.5)
-    victim.send_signal(signal.SIGCONT)
-    return f"SIGSTOP worker {victim.pid} for {ctx.ttl * 2.5}s (GC pause)"
+    pid = _any_worker(ctx)
+    return f"SIGSTOP worker {pid} for {_freeze(ctx, pid)}s (GC pause)"
 
 
 def session_expiry(ctx: Context) -> str:

@@ -214,10 +214,8 @@ def run_queue_scenario(cluster: LocalCluster, name: str, faults: Sequence[Fault]
                        ttl: float = 2.0, producers: int = 2, consumers: int = 3,
                        count: int = 60, seed: int = 0) -> Verdict:
     """Producers put keyed and plain tasks with their own ids, consumers ack them."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    proxies = ProxiedCluster(cluster.backend, cluster.endpoints)
-    namespace = f"chaos{uuid.uuid4().hex[:8]}"
-    url = f"{proxies.url}/{namespace}?session_ttl={ttl}&request_timeout=10"
+    run = _Run(cluster, workdir, ttl, seed)  # the links and namespace; the workers are ours
+    proxies, namespace, url = run.proxies, run.namespace, run.url
     put_logs = [workdir / f"producer{i}.jsonl" for i in range(producers)]
     histories = [workdir / f"consumer{i}.jsonl" for i in range(consumers)]
     procs = [_spawn(["produce", url, "orders", str(h), "--count", str(count), "--keys", "5"])

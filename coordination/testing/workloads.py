@@ -20,13 +20,15 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import coordination
 from coordination.errors import CoordinationError, LockLost, LockTimeout, UncertainOutcome
 from coordination.recipes.lock import Lock
 
 from .resource import Inventory
+
+T = TypeVar("T")
 
 
 class Recorder:
@@ -44,13 +46,18 @@ class Recorder:
         return self.stop_file.exists()
 
 
-def _connect(url: str, record: Recorder) -> coordination.Coordinator:
+def _until_ok(record: Recorder, make: Callable[[], T]) -> T:
+    """``make()``, retried until it works; each failure is recorded as a ``connect``."""
     while True:
         try:
-            return coordination.connect(url)
+            return make()
         except CoordinationError as exc:
             record(op="connect", ok=False, error=type(exc).__name__)
             time.sleep(0.2)
+
+
+def _connect(url: str, record: Recorder) -> coordination.Coordinator:
+    return _until_ok(record, lambda: coordination.connect(url))
 
 
 class _Hold:
@@ -146,13 +153,7 @@ def run_semaphore(args: argparse.Namespace) -> None:
     """Take a permit, work, give it back."""
     record = Recorder(args.out)
     coord = _connect(args.url, record)
-    semaphore = None
-    while semaphore is None:
-        try:
-            semaphore = coord.semaphore(args.name, permits=args.permits)
-        except CoordinationError as exc:
-            record(op="connect", ok=False, error=type(exc).__name__)
-            time.sleep(0.2)
+    semaphore = _until_ok(record, lambda: coord.semaphore(args.name, permits=args.permits))
     _hold_loop(record, coord, lambda: _Hold(semaphore.acquire(timeout=args.timeout)),
                args.hold)
 
