@@ -278,7 +278,10 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def kv_leaves(self, root: str, depth: int, limit: int) -> list[str]:
-        """Up to ``limit`` keys ``depth`` levels below ``root``, in key order."""
+        """Up to ``limit`` first keys ``depth`` levels below ``root``, in key order: at
+        least one if any exists (etcd may return fewer than ``limit`` where more exist:
+        those of the first bucket). Leaves deeper than 1 must be created with that
+        ``depth`` (see ``Create``)."""
 
     @abc.abstractmethod
     def kv_count(self, root: str, depth: int) -> int:

@@ -38,6 +38,7 @@ from ..config import Config
 from ..errors import BackendUnavailable, CoordinationError, InvalidArgument, SessionLost
 from ..session import Session, SessionState
 from .base import Backend, Blocker, Contender, Head, Rule
+from .etcd_dirs import Directories, marker_ops
 from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Present
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class _EtcdKV:
                     lease = session.id
                 success.append(etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(
                     key=op.key.encode(), value=op.value, lease=lease)))
+        success += marker_ops(ops)
         request = etcdrpc.TxnRequest(compare=compare, success=success)
         try:
             reply = self._call(session, self._rpc, "kvstub", "Txn", request, timeout=0)
@@ -132,10 +134,22 @@ class _EtcdKV:
         return stamp  # a key's mod revision is the revision of the transaction that wrote it
 
     def kv_leaves(self: EtcdBackend, root: str, depth: int, limit: int) -> list[str]:  # type: ignore[misc]
+        if depth > 1:
+            return self._dirs.leaves(root, depth, limit)
         prefix = (root + "/").encode()
+        return [key.decode() for key in self._range_keys(prefix, prefix_range_end(prefix), limit)]
+
+    def _range_keys(self: EtcdBackend, start: bytes, end: bytes, limit: int) -> list[bytes]:  # type: ignore[misc]
         reply = self.range(None, etcdrpc.RangeRequest(
-            key=prefix, range_end=prefix_range_end(prefix), limit=limit, keys_only=True))
-        return [kv.key.decode() for kv in reply.kvs]
+            key=start, range_end=end, limit=limit, keys_only=True))
+        return [kv.key for kv in reply.kvs]
+
+    def _index_txn(self: EtcdBackend, request: etcdrpc.TxnRequest) -> bool:  # type: ignore[misc]
+        """One attempt at an index upkeep transaction; a failure is left for later."""
+        try:
+            return bool(self._call(None, self._rpc, "kvstub", "Txn", request, timeout=0).succeeded)
+        except CoordinationError:
+            return False
 
     def kv_count(self: EtcdBackend, root: str, depth: int) -> int:  # type: ignore[misc]
         prefix = (root + "/").encode()
@@ -173,6 +187,7 @@ class EtcdBackend(_EtcdKV, Backend):
             endpoints=endpoints, timeout=min(RPC_TIMEOUT, config.request_timeout), failover=True
         )
         self._ttl = max(1, math.ceil(config.session_ttl))
+        self._dirs = Directories(self._range_keys, self._index_txn)
         self._wake_keepalive = threading.Event()
         try:
             self._session = self._grant(config.connect_timeout)

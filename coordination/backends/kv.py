@@ -47,11 +47,14 @@ class Present:
 
 @dataclasses.dataclass(frozen=True)
 class Create:
-    """Op: create ``key`` (which must not exist); ``ephemeral`` ties it to the session."""
+    """Op: create ``key`` (which must not exist); ``ephemeral`` ties it to the session.
+    ``depth`` > 1: the key is a leaf that ``kv_leaves(root, depth)`` lists, ``root``
+    being the key without its last ``depth`` parts (etcd indexes its directories)."""
 
     key: str
     value: bytes = b""
     ephemeral: bool = False
+    depth: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

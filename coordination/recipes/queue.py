@@ -177,6 +177,12 @@ class Queue:
     def _delayed_key(self, h: dict[str, Any]) -> str:
         return self._k("w", *self._buckets(h["due"]), f"{h['due']:020d}.{h['id']}")
 
+    def _index(self, key: str, value: bytes) -> Create:
+        """Op adding ``key`` to the ready, delayed or done index (listed by depth)."""
+        part = key[len(self._root) + 1]
+        return Create(key, value, depth={"r": _READY_DEPTH, "w": _DELAYED_DEPTH,
+                                         "x": _DONE_DEPTH}[part])
+
     def _key_dir(self, key: str) -> str:
         return hashlib.sha1(key.encode()).hexdigest()[:24]
 
@@ -246,7 +252,7 @@ class Queue:
         ops: list[Op] = []
         for h, payload in tasks:
             ops += [Create(self._k("t", h["id"]), self._pack(h, payload)),
-                    Create(self._index_key(h), h["id"].encode())]
+                    self._index(self._index_key(h), h["id"].encode())]
         ops.append(self._ring())
         while True:
             try:
@@ -295,7 +301,7 @@ class Queue:
                 Create(count_key, str(n + 1).encode()),
             ]
             if n == 0:  # first of its key: ready (or delayed) now; else it waits its turn
-                ops += [Create(self._index_key(h), h["id"].encode()), self._ring()]
+                ops += [self._index(self._index_key(h), h["id"].encode()), self._ring()]
             try:
                 if self._backend.kv_commit(checks, ops) is not None:
                     return
@@ -457,7 +463,7 @@ class Queue:
                 # tells a lost reply's sender whether this ack applied.
                 ops += self._release_key(h, checks)
                 h.update(state="done", n=uuid.uuid4().hex[:12], done=time.time_ns())
-                ops += [Update(record.key, self._pack(h, b"")), Create(self._done_key(h), b"")]
+                ops += [Update(record.key, self._pack(h, b"")), self._index(self._done_key(h), b"")]
             else:
                 ops += self._requeue(h, data, record.key, delay, error, checks)
             session = getattr(task, "_session", None)
@@ -504,7 +510,7 @@ class Queue:
             h["state"] = "dead"
             return [Update(record_key, self._pack(h, data)), Create(self._k("d", h["id"]), b"")]
         h["due"] = time.time_ns() + int(delay * 1e9) if delay > 0 else 0
-        return [Update(record_key, self._pack(h, data)), Create(self._index_key(h), b""),
+        return [Update(record_key, self._pack(h, data)), self._index(self._index_key(h), b""),
                 self._ring()]
 
     def _release_key(self, h: dict[str, Any], checks: list[Any]) -> list[Op]:
@@ -528,7 +534,7 @@ class Queue:
                 if nxt is not None:
                     nh, _ = self._unpack(nxt.value)
                     checks.append(Version(nxt.key, nxt.version))
-                    ops += [Create(self._index_key(nh), b""), self._ring()]
+                    ops += [self._index(self._index_key(nh), b""), self._ring()]
         return ops
 
     # --- maintenance: due delayed tasks, and claims lost with their session -----------------
@@ -555,7 +561,7 @@ class Queue:
             try:
                 self._backend.kv_commit(
                     [Version(record.key, record.version), Version(delayed, self._version_of(delayed))],
-                    [Delete(delayed), Create(self._ready_key(h), b"")],
+                    [Delete(delayed), self._index(self._ready_key(h), b"")],
                 )
             except OutcomeUnknown:
                 pass
@@ -660,7 +666,7 @@ class Queue:
                 if self._backend.kv_commit(
                     [Version(record.key, record.version), Version(dead.key, dead.version)],
                     [Delete(dead.key), Update(record.key, self._pack(h, data)),
-                     Create(self._ready_key(h), b""), self._ring()],
+                     self._index(self._ready_key(h), b""), self._ring()],
                 ) is not None:
                     return
             except OutcomeUnknown:

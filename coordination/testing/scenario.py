@@ -20,7 +20,9 @@ from pathlib import Path
 
 import coordination
 
+from .. import inspect
 from ..cluster import LocalCluster
+from ..errors import CoordinationError
 from . import checkers
 from .nemesis import Context, Fault
 from .proxy import ProxiedCluster
@@ -118,10 +120,24 @@ class _Run:
             before = _count(self.histories, progress)
             _wait(lambda: _count(self.histories, progress) >= before + 3, 60,
                   "progress after the faults")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.diagnose()}") from None
         finally:
             _stop(self.procs, self.histories, timeout=self.ttl * 3 + 10)
             self.proxies.close()
         return done
+
+    def diagnose(self) -> str:
+        """The servers' states and what the namespace holds, read directly (no proxy),
+        for a scenario that stopped making progress."""
+        lines = [f"  node {row}" for row in self.cluster.status()]
+        try:
+            url = f"{self.cluster.url}/{self.namespace}?connect_timeout=3&request_timeout=3"
+            with coordination.connect(url) as coord:
+                lines.append(f"  namespace: {inspect.snapshot(coord)}")
+        except CoordinationError as exc:
+            lines.append(f"  namespace unreadable: {type(exc).__name__}: {exc}")
+        return "\n".join(lines)
 
     def exits(self) -> list[str]:
         return [f"worker exit code {p.returncode}" for p in self.procs

@@ -1,0 +1,148 @@
+"""Directories for etcd, so that a listing of the first keys of a deep index stays cheap.
+
+etcd 3.4 serves a ranged read by visiting every key in the range, even with a limit: the
+first ready task of a queue holding a million would cost a million-key visit. The queue
+lists its indexes with ``kv_leaves(root, depth, limit)`` over keys
+``ROOT/D1/.../D(depth-1)/LEAF`` whose directories are time buckets; ZooKeeper has real
+directories, etcd gets these markers::
+
+    ROOT.dirs/J/D1/.../DJ       directory D1/.../DJ of ROOT holds a leaf (J = 1 .. depth-1)
+
+A commit that creates a leaf also creates its missing markers (nested transactions that
+write only when the marker is absent, so a busy bucket costs no extra writes). A
+listing walks the markers level by level, each read spanning one directory's children,
+then reads one bucket's leaves. A directory found empty loses its marker in a commit that
+checks the leaf range is still empty, so a concurrent create either sees the marker
+gone and writes it again, or makes the check fail.
+
+The last head directory of each root is remembered: a read of ``[ROOT/, end of that
+directory)`` returns a prefix of the key order, so when it is not empty it is the
+answer (one read, spanning only what lies before the head bucket's end).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+from pyetcd import etcdrpc
+from pyetcd.utils import prefix_range_end
+
+from .kv import Create, Op
+
+#: Reads ``[start, end)``, keys only, at most ``limit`` (0: all); the keys, in order.
+RangeKeys = Callable[[bytes, bytes, int], list[bytes]]
+#: Runs a transaction; whether it succeeded.
+Txn = Callable[[etcdrpc.TxnRequest], bool]
+
+
+def _marker(root: str, dirs: Sequence[str]) -> bytes:
+    return f"{root}.dirs/{len(dirs)}/{'/'.join(dirs)}".encode()
+
+
+def _markers_under(root: str, dirs: Sequence[str], level: int) -> bytes:
+    """Prefix of the level-``level`` markers inside directory ``dirs``."""
+    return f"{root}.dirs/{level}/{''.join(d + '/' for d in dirs)}".encode()
+
+
+def _leaf_prefix(root: str, dirs: Sequence[str]) -> bytes:
+    return f"{root}/{''.join(d + '/' for d in dirs)}".encode()
+
+
+def _split(key: str, depth: int) -> tuple[str, list[str]]:
+    """``(root, directories)`` of a leaf ``depth`` levels below its root."""
+    parts = key.split("/")
+    return "/".join(parts[:-depth]), parts[-depth:-1]
+
+
+def _markers_of(ops: Sequence[Op]) -> Iterator[bytes]:
+    seen: set[bytes] = set()
+    for op in ops:
+        if isinstance(op, Create) and op.depth > 1:
+            root, dirs = _split(op.key, op.depth)
+            for level in range(1, len(dirs) + 1):
+                marker = _marker(root, dirs[:level])
+                if marker not in seen:
+                    seen.add(marker)
+                    yield marker
+
+
+def marker_ops(ops: Sequence[Op]) -> list[etcdrpc.RequestOp]:
+    """Request ops that create the missing directory markers of the leaves ``ops``
+    create: put into the same transaction, they commit with the leaves."""
+    return [
+        etcdrpc.RequestOp(request_txn=etcdrpc.TxnRequest(
+            compare=[etcdrpc.Compare(key=marker, target=etcdrpc.Compare.CREATE,
+                                     result=etcdrpc.Compare.EQUAL, create_revision=0)],
+            success=[etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(key=marker))],
+        ))
+        for marker in _markers_of(ops)
+    ]
+
+
+class Directories:
+    """Listings of ``kv_leaves`` over marked directories (see the module doc)."""
+
+    def __init__(self, range_keys: RangeKeys, txn: Txn) -> None:
+        self._range_keys = range_keys
+        self._txn = txn
+        self._heads: dict[str, list[str]] = {}
+
+    def leaves(self, root: str, depth: int, limit: int) -> list[str]:
+        """Up to ``limit`` first leaves in key order (fewer only if the head bucket
+        holds fewer: the next listing goes on from there)."""
+        head = self._heads.get(root)
+        found: list[str] = []
+        if head is not None:
+            start = f"{root}/".encode()
+            found = self._decode(self._range_keys(start, prefix_range_end(_leaf_prefix(root, head)),
+                                                  limit))
+        if not found:
+            self._walk(root, [], depth, limit, found)
+        if not found:
+            # Leaves written without markers (by a version before these directories)
+            # are found, and indexed, here; an empty index costs one empty read.
+            start = f"{root}/".encode()
+            found = self._decode(self._range_keys(start, prefix_range_end(start), limit))
+            if found:
+                self._txn(etcdrpc.TxnRequest(success=marker_ops(
+                    [Create(key, depth=depth) for key in found])))
+        if found:
+            self._heads[root] = _split(found[0], depth)[1]
+        else:
+            self._heads.pop(root, None)
+        return found
+
+    def _walk(self, root: str, parents: list[str], depth: int, limit: int,
+              found: list[str]) -> None:
+        if len(parents) == depth - 1:
+            prefix = _leaf_prefix(root, parents)
+            found += self._decode(self._range_keys(prefix, prefix_range_end(prefix),
+                                                   limit - len(found)))
+            return
+        prefix = _markers_under(root, parents, len(parents) + 1)
+        for marker in self._range_keys(prefix, prefix_range_end(prefix), 0):
+            child = [*parents, marker[len(prefix):].decode()]
+            before = len(found)
+            self._walk(root, child, depth, limit, found)
+            if len(found) >= limit:
+                return
+            if len(found) == before:
+                self._prune(root, child, depth)
+
+    def _prune(self, root: str, dirs: list[str], depth: int) -> None:
+        """Drop the markers of ``dirs`` and below, if it still holds no leaf."""
+        leaves = _leaf_prefix(root, dirs)
+        deeper = [_markers_under(root, dirs, level) for level in range(len(dirs) + 1, depth)]
+        self._txn(etcdrpc.TxnRequest(
+            compare=[etcdrpc.Compare(key=leaves, range_end=prefix_range_end(leaves),
+                                     target=etcdrpc.Compare.CREATE,
+                                     result=etcdrpc.Compare.EQUAL, create_revision=0)],
+            success=[etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(
+                key=_marker(root, dirs)))] + [
+                etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(
+                    key=prefix, range_end=prefix_range_end(prefix))) for prefix in deeper],
+        ))
+
+    @staticmethod
+    def _decode(keys: list[bytes]) -> list[str]:
+        return [key.decode() for key in keys]

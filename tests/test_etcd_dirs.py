@@ -1,0 +1,74 @@
+"""etcd's directory markers (backends/etcd_dirs.py) against a real cluster: listings
+follow key order across buckets and priorities, emptied buckets lose their markers, a
+bucket that is refilled keeps its marker, and leaves without markers are still found."""
+
+from __future__ import annotations
+
+import pytest
+
+import coordination
+from coordination.backends.kv import Create, Delete
+from coordination.recipes import queue as queue_module
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def etcd(backend: str, coord: coordination.Coordinator) -> coordination.Coordinator:
+    if backend != "etcd":
+        pytest.skip("etcd's directory index")
+    return coord
+
+
+def _markers(coord: coordination.Coordinator, root: str) -> list[str]:
+    prefix = f"{root}.dirs/".encode()
+    return [key.decode() for key in coord._backend._range_keys(prefix, prefix[:-1] + b"0", 0)]
+
+
+def test_gets_follow_priority_then_put_order_across_buckets(etcd, monkeypatch) -> None:
+    # Microsecond buckets: every task lands in a bucket of its own.
+    monkeypatch.setattr(queue_module, "INNER_NS", 1_000)
+    monkeypatch.setattr(queue_module, "OUTER_NS", 100_000)
+    queue = etcd.queue("orders")
+    expected = []
+    for i in range(30):
+        priority = (i % 3) - 1
+        expected.append((-priority, i))
+        queue.put(str(i), priority=priority)
+    first = queue.get(timeout=1)
+    assert first is not None
+    first.nack()  # back into its old bucket, ahead of the remembered head
+    got = []
+    while (task := queue.get(timeout=0)) is not None:
+        got.append((-task.priority, int(task.data)))
+        task.ack()
+    assert got == sorted(expected)
+    root = etcd._backend.kv_root("queues", "orders")
+    assert _markers(etcd, f"{root}/r") == []  # the last, empty listing pruned them all
+    assert queue.stats()["pending"] == 0
+
+
+def test_a_bucket_keeps_its_marker_while_it_holds_a_leaf(etcd) -> None:
+    backend = etcd._backend
+    root = backend.kv_root("queues", "raw") + "/r"
+    leaf = f"{root}/100/a/b/leaf"
+    backend.kv_commit([], [Create(leaf, depth=4)])
+    assert _markers(etcd, root) == [f"{root}.dirs/1/100", f"{root}.dirs/2/100/a",
+                                    f"{root}.dirs/3/100/a/b"]
+    backend._dirs._prune(root, ["100"], 4)  # a stale view: the check keeps the markers
+    assert len(_markers(etcd, root)) == 3
+    assert backend.kv_leaves(root, 4, 8) == [leaf]
+    backend.kv_commit([], [Delete(leaf)])
+    assert backend.kv_leaves(root, 4, 8) == []
+    assert _markers(etcd, root) == []
+
+
+def test_leaves_written_without_markers_are_found_and_indexed(etcd) -> None:
+    backend = etcd._backend
+    root = backend.kv_root("queues", "legacy") + "/r"
+    old = [f"{root}/100/a/b/1", f"{root}/100/a/c/2"]
+    backend.kv_commit([], [Create(key) for key in old])  # no depth: no markers
+    assert backend.kv_leaves(root, 4, 8) == old
+    assert len(_markers(etcd, root)) == 4
+    backend._dirs._heads.clear()
+    assert backend.kv_leaves(root, 4, 8) == old  # now through the markers
