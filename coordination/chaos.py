@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import peercut
 from .cluster import LocalCluster
 from .testing import nemesis
 from .testing.scenario import run_lock_scenario, run_queue_scenario
@@ -41,12 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="coordination-chaos-"))
     failures = rounds = 0
     started = time.monotonic()
-    with LocalCluster(args.backend, nodes=3, workdir=workdir / "cluster") as cluster:
+    skipped = set() if peercut.unavailable() is None else nemesis.PEER_CUTS
+    if skipped:
+        print(f"not scheduled: {', '.join(sorted(skipped))} ({peercut.unavailable()})")
+    with LocalCluster(args.backend, nodes=3, workdir=workdir / "cluster",
+                      cgroups=True) as cluster:
         while time.monotonic() - started < args.duration:
             rounds += 1
             kind = "lock" if rounds % 2 else "queue"
             table = LOCK_FAULTS if kind == "lock" else QUEUE_FAULTS
-            names = rng.sample(sorted(table), k=rng.randint(1, 3))
+            names = rng.sample(sorted(set(table) - skipped), k=rng.randint(1, 3))
             print(f"round {rounds} ({kind}): schedule {', '.join(names)}", flush=True)
             run = run_lock_scenario if kind == "lock" else run_queue_scenario
             round_dir = workdir / f"round{rounds}"

@@ -52,6 +52,8 @@ from types import TracebackType
 from typing import Any
 from urllib import request
 
+from . import peercut
+
 __all__ = ["LocalCluster", "BACKENDS"]
 
 BACKENDS = ("zookeeper", "etcd")
@@ -330,6 +332,8 @@ class _Node:
     election_port: int = 0  # ZooKeeper only
     proc: subprocess.Popen[bytes] | _PidProcess | None = None
     paused: bool = False
+    cgroup: Path | None = None  # with cgroups=True, where cuts can be made
+    cut: peercut.PeerCut | None = None
 
     @property
     def log(self) -> Path:
@@ -577,7 +581,8 @@ class LocalCluster:
     None picks free ports. ``workdir``: where node dirs go (kept); None uses a temp dir
     that stop() removes. ``tick_ms``: ZooKeeper tickTime (etcd uses heartbeat 100 ms,
     election timeout 1000 ms). ``zookeeper_heap``: each ZooKeeper JVM's ``-Xmx``.
-    Nothing runs until start().
+    ``cgroups``: run each node in a cgroup of its own, so that ``isolate()`` can cut
+    its peer links (root only; see peercut.py). Nothing runs until start().
     """
 
     def __init__(
@@ -588,6 +593,7 @@ class LocalCluster:
         workdir: str | os.PathLike[str] | None = None,
         tick_ms: int = 500,
         zookeeper_heap: str = "1g",
+        cgroups: bool = False,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
@@ -598,6 +604,7 @@ class LocalCluster:
         self.backend = backend
         self.tick_ms = tick_ms
         self.zookeeper_heap = zookeeper_heap
+        self.cgroups = cgroups
         self._impl = _BACKEND_CLASSES[backend](self)
         self._own_workdir = workdir is None
         #: Directory holding node0..nodeN-1; None until start() when it is a temp dir.
@@ -681,6 +688,8 @@ class LocalCluster:
         Removes the workdir if it was a temp dir created by start().
         """
         with self._lock:
+            for node in self._nodes:
+                self._rejoin(node)
             # Followers first: an etcd leader that gets SIGTERM hands leadership to a
             # follower, and if that follower is shutting down too, etcd waits ~7 s.
             leader = self.leader() if any(n.probeable() for n in self._nodes) else None
@@ -690,6 +699,9 @@ class LocalCluster:
             for node in self._nodes:
                 node.proc, node.paused = None, False
                 node.pidfile.unlink(missing_ok=True)
+                if node.cgroup is not None:
+                    peercut.remove_cgroup(node.cgroup)
+                    node.cgroup = None
             self._started = False
             with _LIVE_LOCK:
                 _LIVE.discard(self)
@@ -743,6 +755,34 @@ class LocalCluster:
             self._signal(node, signal.SIGCONT)
             node.paused = False
             self._save_if_persistent()
+
+    def isolate(self, i: int) -> None:
+        """Cut node ``i`` off from the other nodes (both directions, every peer link)
+        while it keeps running and keeps its clients, until ``rejoin(i)`` or ``heal()``.
+        RuntimeError if the cluster was not started with ``cgroups=True`` on a machine
+        where cuts can be made (see ``peercut.unavailable()``)."""
+        with self._lock:
+            node = self._running_node(i)
+            if node.cgroup is None:
+                raise RuntimeError(peercut.unavailable()
+                                   or "the cluster was not started with cgroups=True")
+            if node.cut is None:
+                node.cut = peercut.PeerCut(node.cgroup, node.client_port)
+
+    def rejoin(self, i: int) -> None:
+        """Undo ``isolate(i)`` (no-op if node ``i`` is not cut off)."""
+        with self._lock:
+            self._rejoin(self._node(i))
+
+    @staticmethod
+    def _rejoin(node: _Node) -> None:
+        if node.cut is not None:
+            node.cut.heal()
+            node.cut = None
+
+    def is_isolated(self, i: int) -> bool:
+        """True between isolate(i) and rejoin(i)."""
+        return self._node(i).cut is not None
 
     def stop_all_and_restart(self, timeout: float = 60.0) -> None:
         """Full-cluster crash and recovery: SIGKILL every node, start all from their data
@@ -812,9 +852,10 @@ class LocalCluster:
         return sum(self._impl.requests(node) for node in self._nodes if node.probeable())
 
     def heal(self, timeout: float = 60.0) -> None:
-        """Undo every fault: resume paused nodes, restart dead ones, wait until healthy
-        (TimeoutError if that takes longer than ``timeout``)."""
+        """Undo every fault: rejoin isolated nodes, resume paused ones, restart dead ones,
+        wait until healthy (TimeoutError if that takes longer than ``timeout``)."""
         for i in range(self.size):
+            self.rejoin(i)
             if self.is_paused(i):
                 self.resume(i)
             if not self.is_running(i):
@@ -1013,8 +1054,10 @@ class LocalCluster:
         with node.log.open("ab") as log:
             log.write(f"\n=== coordination.cluster: starting node {node.index} ===\n".encode())
             log.flush()
+            if self.cgroups and node.cgroup is None:
+                node.cgroup = peercut.make_cgroup(f"{self._token}-n{node.index}")
             node.proc = subprocess.Popen(
-                self._impl.command(node),
+                peercut.joining(node.cgroup, self._impl.command(node)),
                 cwd=node.dir,
                 env=self._impl.env(),
                 stdin=subprocess.DEVNULL,

@@ -3,7 +3,8 @@
 # package with its extras. Idempotent and quiet when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash backends/install.sh >/dev/null
+# iptables: the chaos tests cut servers' peer links with it (coordination/peercut.py).
+bash backends/install.sh iptables >/dev/null
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi

@@ -49,7 +49,7 @@ def fault_cluster(backend: str) -> Iterator[LocalCluster]:
     """A 3-node cluster of ``backend`` of its own, for tests that kill, pause or cut off
     servers: healthy when the test starts, healed (every node back) after it."""
     if backend not in _fault_clusters:
-        _fault_clusters[backend] = LocalCluster(backend, nodes=3).start()
+        _fault_clusters[backend] = LocalCluster(backend, nodes=3, cgroups=True).start()
     faulty = _fault_clusters[backend]
     faulty.wait_healthy()
     yield faulty

@@ -276,3 +276,24 @@ def test_request_counters_grow_with_client_requests(cluster: LocalCluster, coord
     for _ in range(20):
         counter.add(1)
     assert cluster.requests() >= before + 20
+
+
+def test_an_isolated_leader_is_replaced_and_rejoins(fault_cluster: LocalCluster) -> None:
+    """isolate() cuts every peer link of a node, not its clients; rejoin() undoes it."""
+    from coordination import peercut
+
+    if peercut.unavailable():
+        pytest.skip(peercut.unavailable())
+    leader = fault_cluster.wait_for_leader()
+    fault_cluster.isolate(leader)
+    try:
+        assert fault_cluster.is_isolated(leader)
+        assert fault_cluster.wait_for_leader(exclude=leader) != leader
+        eventually(lambda: not fault_cluster.status()[leader]["serving"], 30,
+                   "the cut-off node to stop serving")
+        assert fault_cluster.is_running(leader)  # still up, only cut off
+    finally:
+        fault_cluster.rejoin(leader)
+    assert not fault_cluster.is_isolated(leader)
+    fault_cluster.wait_healthy(60)
+    assert all(row["serving"] for row in fault_cluster.status())

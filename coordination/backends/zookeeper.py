@@ -489,7 +489,15 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
                 children = None
             return node, stat.ephemeralOwner, children
 
-        node, owner, children = self._call(session, create_once)
+        try:
+            node, owner, children = self._call(session, create_once)
+        except CoordinationError as exc:
+            if tried and not isinstance(exc, SessionLost | ClientClosed):
+                # The create may have applied, and its node would block everyone behind
+                # it while our session lives: remove it, found by our prefix, now or once
+                # the servers answer again.
+                self.withdraw(Contender(path, f"{path}/{prefix}", _UNKNOWN, session))
+            raise
         if owner != session.id:  # created in a newer session than we meant: undo it
             try:
                 self._call(None, "delete", node)
@@ -609,6 +617,12 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         event.wait(timeout)
 
     def _delete_entry(self, me: Contender) -> None:
+        if me.token == _UNKNOWN:  # an enqueue that failed: its node, if it was created
+            prefix = me.key.rsplit("/", 1)[1]
+            found = self._call(me.session, self._find_own, me.path, prefix, me.session)
+            if found is None:
+                return
+            me = Contender(me.path, found[0], _sequence(found[0]), me.session)
         # Names are unique (uuid + sequence): a retried delete cannot hit another node.
         try:
             self._call(me.session, "delete", me.key)
@@ -632,6 +646,11 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
                 continue
             result.append((child, data, stat.ephemeralOwner))
         return result
+
+
+#: Token of a contender whose create may or may not have applied (name known up to the
+#: sequence number).
+_UNKNOWN = -1
 
 
 def _kind(node: str) -> str:

@@ -97,6 +97,27 @@ def client_partition(ctx: Context) -> str:
     return f"client links cut for {ctx.ttl * 2}s"
 
 
+def _cut_off(ctx: Context, node: int, role: str) -> str:
+    """Cut ``node``'s peer links (iptables, see peercut.py) for longer than the session
+    TTL: a minority server that keeps its clients."""
+    seconds = ctx.ttl * 2.5
+    ctx.cluster.isolate(node)
+    try:
+        time.sleep(seconds)
+    finally:
+        ctx.cluster.rejoin(node)
+    ctx.cluster.wait_healthy(60)
+    return f"peer links of {role} {node} cut for {seconds:g}s"
+
+
+def leader_partition(ctx: Context) -> str:
+    return _cut_off(ctx, ctx.cluster.wait_for_leader(), "leader")
+
+
+def follower_partition(ctx: Context) -> str:
+    return _cut_off(ctx, ctx.follower(), "follower")
+
+
 def lost_replies(ctx: Context) -> str:
     ctx.proxies.set_mode("drop_replies")
     time.sleep(1.5)
@@ -207,7 +228,11 @@ SERVER_FAULTS: dict[str, Fault] = {
 NETWORK_FAULTS: dict[str, Fault] = {
     "client-partition": client_partition,
     "lost-replies": lost_replies,
+    "leader-partition": leader_partition,
+    "follower-partition": follower_partition,
 }
+#: Faults that need ``LocalCluster(cgroups=True)`` on a machine where cuts can be made.
+PEER_CUTS = frozenset({"leader-partition", "follower-partition"})
 LOCK_CLIENT_FAULTS: dict[str, Fault] = {
     "holder-kill": holder_kill,
     "holder-pause": holder_pause,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from coordination import peercut
 from coordination.cluster import LocalCluster
 from coordination.testing import nemesis
 from coordination.testing.scenario import run_queue_scenario
@@ -14,10 +15,12 @@ from coordination.testing.scenario import run_queue_scenario
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 FAULTS = ["worker-kill", "leader-kill", "follower-pause", "leader-pause", "quorum-loss",
-          "full-restart", "client-partition", "lost-replies"]
+          "full-restart", "client-partition", "lost-replies", "leader-partition"]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_queue_survives(fault_cluster: LocalCluster, fault: str, tmp_path: Path) -> None:
+    if fault in nemesis.PEER_CUTS and peercut.unavailable():
+        pytest.skip(peercut.unavailable())
     verdict = run_queue_scenario(fault_cluster, fault, [nemesis.ALL_FAULTS[fault]], tmp_path)
     assert verdict.ok, verdict.report()
