@@ -77,6 +77,7 @@ def test_inventory_checker() -> None:
     assert checkers.check_inventory(10, 7, 3) == []
     assert checkers.check_inventory(10, 8, 3)
     assert checkers.check_inventory(1, -1, 2)
+    assert checkers.check_inventory(10, None, 0)  # the row is gone
 
 
 def test_typed_errors_checker() -> None:

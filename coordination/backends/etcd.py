@@ -105,7 +105,7 @@ class _EtcdKV:
                 lease = 0
                 if isinstance(op, Create) and op.ephemeral:
                     assert session is not None
-                    lease = session.id
+                    lease = int(session.id)
                 success.append(etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(
                     key=op.key.encode(), value=op.value, lease=lease)))
         success += marker_ops(ops)

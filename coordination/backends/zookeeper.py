@@ -69,7 +69,7 @@ class _NegotiatedTimeout(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.DEBUG and record.args:
             match = self.pattern.search(record.getMessage())
-            if match and isinstance(record.args, tuple):
+            if match and isinstance(record.args, tuple) and isinstance(record.args[0], int):
                 self.by_session[record.args[0]] = int(match.group(1)) / 1000.0
             return False
         return True
@@ -130,7 +130,7 @@ class _ZooKeeperKV:
                     self._ensure_parent(op.key)
         return None
 
-    def _multi(self: ZooKeeperBackend, checks: list[Check], ops: list[Op],  # type: ignore[misc]
+    def _multi(self: ZooKeeperBackend, checks: Sequence[Check], ops: Sequence[Op],  # type: ignore[misc]
                session: Session | None) -> int | str | None:
         self._check_open()
         if session is not None:
@@ -249,7 +249,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         self._loss_timer: threading.Timer | None = None
         self._discarded = False  # the current client was closed after a presumed loss
         self._replace_guard = threading.Lock()
-        self._client: KazooClient = None  # type: ignore[assignment]  # set just below
+        self._client: KazooClient = None  # set just below
         self._client = self._open_client(config.connect_timeout)
         self._session = self._new_session(self._client)
         self._pause_monitor = threading.Thread(
@@ -408,7 +408,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         """
         self._check_open()
 
-        def attempt() -> T:
+        def attempt() -> Any:
             if session is not None:
                 session.check()
                 client_id = self._client.client_id
@@ -417,7 +417,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
             elif self._discarded:
                 self.session()  # replaces the client closed after a presumed loss
             if isinstance(fn, str):
-                return getattr(self._client, fn)(*args, **kw)  # type: ignore[no-any-return]
+                return getattr(self._client, fn)(*args, **kw)
             return fn(*args, **kw)
 
         retry = KazooRetry(

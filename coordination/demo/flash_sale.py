@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -721,7 +722,7 @@ class FlashSale:
                 db.executescript(_INTENTS_SCHEMA)
                 for sku, units in self._skus().items():
                     self._counters[sku] = coord.counter(counter_name(sku))
-                    _retry(lambda c=self._counters[sku], n=units: c.set(n), 30.0)
+                    _retry(functools.partial(self._counters[sku].set, units), 30.0)
             for slot in range(s.workers):
                 self._spawn("worker", slot)
             for slot in range(s.buyers):
@@ -810,7 +811,7 @@ class FlashSale:
         initial = dict(db.execute("SELECT sku, initial FROM stock").fetchall())
         result = {"in_doubt": 0, "uncertain": 0, "applied": 0, "unresolved": 0}
         for sku, counter in self._counters.items():
-            self._final[sku] = value = int(_retry(lambda c=counter: c.value, 60.0))
+            self._final[sku] = value = int(_retry(functools.partial(_value_of, counter), 60.0))
             with store.txn(db):
                 orders = int(db.execute("SELECT COUNT(*) FROM orders WHERE sku = ?",
                                         (sku,)).fetchone()[0])
@@ -968,6 +969,10 @@ class FlashSale:
 
 def _plural(count: int, noun: str, plural: str | None = None) -> str:
     return f"{count} {noun if count == 1 else (plural or noun + 's')}"
+
+
+def _value_of(counter: Any) -> int:
+    return int(counter.value)
 
 
 def _retry(fn: Callable[[], Any], timeout: float) -> Any:

@@ -113,8 +113,11 @@ def check_queue(events: list[Event], stats: dict[str, int], dead: set[str]) -> l
     return problems
 
 
-def check_inventory(initial: int, final: int, sales: int) -> list[str]:
-    """Stock never below zero and equal to the initial stock minus accepted sales."""
+def check_inventory(initial: int, final: int | None, sales: int) -> list[str]:
+    """Stock never below zero and equal to the initial stock minus accepted sales
+    (``final`` None: the item is gone)."""
+    if final is None:
+        return ["the item's stock row is gone"]
     problems = []
     if final < 0:
         problems.append(f"stock below zero: {final}")

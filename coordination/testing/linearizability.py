@@ -44,8 +44,7 @@ def is_linearizable(history: list[Op]) -> bool:
         seen.add((done, holder))
         pending = [i for i in range(len(ops)) if i not in done]
         # Only an operation invoked before every pending completion can go next.
-        horizon = min((ops[i].complete if ops[i].complete is not None else math.inf)
-                      for i in pending)
+        horizon = min(math.inf if (c := ops[i].complete) is None else c for i in pending)
         for i in pending:
             op = ops[i]
             if op.invoke > horizon:

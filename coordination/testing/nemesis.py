@@ -147,7 +147,7 @@ def _holder(ctx: Context, timeout: float = 10.0) -> dict[str, Any]:
 
 def _parse(line: str) -> dict[str, Any] | None:
     try:
-        return json.loads(line)  # type: ignore[no-any-return]
+        return json.loads(line)
     except json.JSONDecodeError:
         return None
 

@@ -137,7 +137,7 @@ def run_lock(args: argparse.Namespace) -> None:
         return _Hold(lock) if lock.acquire(timeout=args.timeout) else None
 
     def read(taken: _Hold) -> dict[str, Any]:
-        qty = inventory.read(args.sku, taken.token)  # type: ignore[arg-type]
+        qty = inventory.read(args.sku, taken.token)
         return {"qty": qty, "readable": qty is not None}
 
     def write(taken: _Hold, state: dict[str, Any]) -> None:
