@@ -82,3 +82,14 @@ def test_waiter_whose_session_is_lost_does_not_hold_a_dead_entry(connect) -> Non
     ]
     mine.release()
     assert contenders(holder, lock) == []
+
+
+def test_the_session_ttl_is_the_one_the_server_granted(connect, backend: str) -> None:
+    """A TTL below the server's minimum is raised by the server; loss timers must use
+    the raised one (ZooKeeper here: 2 ticks of 500 ms)."""
+    coord = connect(session_ttl=0.5)
+    ttl = coord._backend.session().ttl
+    if backend == "zookeeper":
+        assert ttl == 1.0
+    else:
+        assert ttl >= 1.0

@@ -57,29 +57,22 @@ READER_NODE = "{uuid}__rlock__"
 MAX_DATA = 1024 * 1024 - 64 * 1024
 
 
-class _NegotiatedTimeout(logging.Filter):
-    """kazoo logs, but does not expose, the session timeout the server negotiated."""
+def _record_negotiated_timeout(client: KazooClient, timeouts: dict[int, float]) -> None:
+    """Record the session timeout each connect negotiates (ZooKeeper clamps the one asked
+    for to [2, 20] x tickTime) in ``timeouts`` by session id. kazoo only logs it: wrap
+    its connect step, which returns the read timeout (2/3 of it). Without that private
+    step (another kazoo), the timeout asked for is used."""
+    connection: Any = getattr(client, "_connection", None)
+    connect = getattr(connection, "_connect", None)
+    if connect is None:  # pragma: no cover - a kazoo without this step
+        return
 
-    pattern = re.compile(r"negotiated session timeout: (\d+)")
+    def connect_and_record(*args: Any, **kw: Any) -> Any:
+        read_timeout, connect_timeout = connect(*args, **kw)
+        timeouts[client._session_id] = read_timeout * 1.5 / 1000.0
+        return read_timeout, connect_timeout
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.by_session: dict[int, float] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.DEBUG and record.args:
-            match = self.pattern.search(record.getMessage())
-            if match and isinstance(record.args, tuple) and isinstance(record.args[0], int):
-                self.by_session[record.args[0]] = int(match.group(1)) / 1000.0
-            return False
-        return True
-
-
-_negotiated = _NegotiatedTimeout()
-_conn_logger = logging.getLogger("kazoo.protocol.connection")
-_conn_logger.addFilter(_negotiated)
-if _conn_logger.level == logging.NOTSET or _conn_logger.level > 5:
-    _conn_logger.setLevel(5)  # the filter drops the BLATHER records it reads
+    connection._connect = connect_and_record
 
 
 class _ZooKeeperKV:
@@ -246,6 +239,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         super().__init__(config)
         self._guard = threading.RLock()
         self._assured: set[str] = set()
+        self._negotiated: dict[int, float] = {}  # session id -> negotiated timeout (s)
         self._loss_timer: threading.Timer | None = None
         self._discarded = False  # the current client was closed after a presumed loss
         self._replace_guard = threading.Lock()
@@ -265,6 +259,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
             timeout=self.config.session_ttl,
             connection_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=0.5),
         )
+        _record_negotiated_timeout(client, self._negotiated)
         client.add_listener(lambda state: self._on_state(client, state))
         try:
             client.start(timeout=timeout)
@@ -277,7 +272,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
 
     def _new_session(self, client: KazooClient) -> Session:
         session_id = client.client_id[0] if client.client_id else 0
-        ttl = _negotiated.by_session.pop(session_id, self.config.session_ttl)
+        ttl = self._negotiated.get(session_id, self.config.session_ttl)
         return Session(session_id, ttl)
 
     def _on_state(self, client: KazooClient, state: str) -> None:
