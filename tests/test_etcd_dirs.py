@@ -72,3 +72,15 @@ def test_leaves_written_without_markers_are_found_and_indexed(etcd) -> None:
     assert len(_markers(etcd, root)) == 4
     backend._dirs._heads.clear()
     assert backend.kv_leaves(root, 4, 8) == old  # now through the markers
+
+
+def test_a_walk_pages_through_many_emptied_buckets(etcd) -> None:
+    backend = etcd._backend
+    root = backend.kv_root("queues", "pages") + "/r"
+    leaves = [f"{root}/100/a/{i:03d}/leaf" for i in range(40)]
+    for start in range(0, 40, 10):
+        backend.kv_commit([], [Create(key, depth=4) for key in leaves[start:start + 10]])
+    backend.kv_commit([], [Delete(key) for key in leaves[:39]])
+    assert backend.kv_leaves(root, 4, 8) == leaves[39:]
+    assert _markers(etcd, root) == [f"{root}.dirs/1/100", f"{root}.dirs/2/100/a",
+                                    f"{root}.dirs/3/100/a/039"]

@@ -29,6 +29,8 @@ from pyetcd.utils import prefix_range_end
 
 from .kv import Create, Op
 
+#: Markers read per request while walking one directory level.
+_PAGE = 16
 #: Reads ``[start, end)``, keys only, at most ``limit`` (0: all); the keys, in order.
 RangeKeys = Callable[[bytes, bytes, int], list[bytes]]
 #: Runs a transaction; whether it succeeded.
@@ -119,15 +121,25 @@ class Directories:
             found += self._decode(self._range_keys(prefix, prefix_range_end(prefix),
                                                    limit - len(found)))
             return
-        prefix = _markers_under(root, parents, len(parents) + 1)
-        for marker in self._range_keys(prefix, prefix_range_end(prefix), 0):
-            child = [*parents, marker[len(prefix):].decode()]
+        for name in self._children(_markers_under(root, parents, len(parents) + 1)):
+            child = [*parents, name]
             before = len(found)
             self._walk(root, child, depth, limit, found)
             if len(found) >= limit:
                 return
             if len(found) == before:
                 self._prune(root, child, depth)
+
+    def _children(self, prefix: bytes) -> Iterator[str]:
+        """The directory names marked under ``prefix``, in order, a page at a time (a
+        walk usually stops at the first)."""
+        start, end = prefix, prefix_range_end(prefix)
+        while True:
+            page = self._range_keys(start, end, _PAGE)
+            yield from (marker[len(prefix):].decode() for marker in page)
+            if len(page) < _PAGE:
+                return
+            start = page[-1] + b"\0"
 
     def _prune(self, root: str, dirs: list[str], depth: int) -> None:
         """Drop the markers of ``dirs`` and below, if it still holds no leaf."""
