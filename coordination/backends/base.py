@@ -20,6 +20,7 @@ import abc
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -29,6 +30,8 @@ from ..session import Session, SessionState
 from .kv import Check, Entry, Op
 
 log = logging.getLogger(__name__)
+#: Seconds between background retries of entry removals that failed.
+ORPHAN_SWEEP_EVERY = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +108,7 @@ class Backend(abc.ABC):
         self._gates_guard = threading.Lock()
         self._orphans: list[Contender] = []
         self._orphans_guard = threading.Lock()
+        self._next_sweep = 0.0
         self._listeners: list[Any] = []
 
     # --- sessions ----------------------------------------------------------------------
@@ -245,9 +249,19 @@ class Backend(abc.ABC):
         with self._orphans_guard:
             self._orphans = [o for o in self._orphans if o.key != key]
 
+    def sweep_orphans_if_due(self) -> None:
+        """Retry pending removals in the background about once a second: called by the
+        backend's own timer thread, as a connection that stays up while requests fail
+        brings no reconnect to trigger a sweep."""
+        now = time.monotonic()
+        if self._orphans and now >= self._next_sweep:
+            self._next_sweep = now + ORPHAN_SWEEP_EVERY
+            threading.Thread(target=self.sweep_orphans, daemon=True,
+                             name="coordination-orphan-sweep").start()
+
     def sweep_orphans(self) -> None:
         """Retry the removals that failed before (called by the backend when it is
-        connected again)."""
+        connected again, and by :meth:`sweep_orphans_if_due`)."""
         with self._orphans_guard:
             pending, self._orphans = self._orphans, []
         for me in pending:

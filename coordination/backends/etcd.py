@@ -297,6 +297,7 @@ class EtcdBackend(_EtcdKV, Backend):
                 session = self._session
             if session.alive:
                 self._keep_alive_once(session)
+            self.sweep_orphans_if_due()
             self._wake_keepalive.wait(max(0.05, session.ttl / 3.0 if session.alive else 0.5))
             self._wake_keepalive.clear()
 

@@ -326,6 +326,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         last = time.monotonic()
         while not self.closed:
             time.sleep(0.05)
+            self.sweep_orphans_if_due()
             now = time.monotonic()
             with self._guard:
                 session, client = self._session, self._client
