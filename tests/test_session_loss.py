@@ -93,3 +93,15 @@ def test_the_session_ttl_is_the_one_the_server_granted(connect, backend: str) ->
         assert ttl == 1.0
     else:
         assert ttl >= 1.0
+
+
+def test_a_release_right_after_a_server_side_expiry_reports_the_loss(connect) -> None:
+    """The server ended the session a moment ago and the client has not heard yet: the
+    release finds its entry gone and raises ``LockLost``, never a silent success (the
+    next holder may already be in)."""
+    owner = connect()
+    lock = owner.lock("sku")
+    assert lock.acquire()
+    expire_session(owner)
+    with pytest.raises(errors.LockLost):
+        lock.release()

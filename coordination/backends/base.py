@@ -225,23 +225,27 @@ class Backend(abc.ABC):
         so a head that came and went within that round trip is skipped."""
 
     @abc.abstractmethod
-    def _delete_entry(self, me: Contender) -> None:
-        """Delete ``me`` if it is still the same entry (never a newer one)."""
+    def _delete_entry(self, me: Contender) -> bool:
+        """Delete ``me`` if it is still the same entry (never a newer one); False if it
+        was gone already."""
 
-    def withdraw(self, me: Contender) -> None:
-        """Remove our entry. If the servers cannot be reached, remember it and retry
-        later while its session lives, so that a failed or timed-out acquire never
+    def withdraw(self, me: Contender) -> bool | None:
+        """Remove our entry: True if this removed it; False if it was gone already (its
+        session ended on the server, or a retry of this removal found its own work
+        done); None if not known now. If the servers cannot be reached, remember it and
+        retry later while its session lives, so that a failed or timed-out acquire never
         leaves an entry that would block others."""
         if not me.session.alive:
-            return  # the server drops the entries of a lost session by itself
+            return None  # the server drops the entries of a lost session by itself
         try:
-            self._delete_entry(me)
+            return self._delete_entry(me)
         except SessionLost:
-            return
+            return None
         except CoordinationError:
             log.warning("could not remove %s now; will retry", me.key)
             with self._orphans_guard:
                 self._orphans.append(me)
+            return None
 
     def adopt(self, key: str) -> None:
         """Our entry ``key`` is in use again (etcd reuses ``PREFIX/LEASE``): never let a

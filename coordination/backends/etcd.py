@@ -510,13 +510,14 @@ class EtcdBackend(_EtcdKV, Backend):
             return self._head_at(path, event.mod_revision)  # deleted and created again
         return None
 
-    def _delete_entry(self, me: Contender) -> None:
+    def _delete_entry(self, me: Contender) -> bool:
         # Compare the create revision: a retried release never deletes a newer key.
         key = me.key.encode()
-        self.txn(me.session, etcdrpc.TxnRequest(
+        reply = self.txn(me.session, etcdrpc.TxnRequest(
             compare=[_created(key, me.token)],
             success=[etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(key=key))],
         ))
+        return bool(reply.succeeded)
 
     def contenders(self, path: str) -> list[tuple[str, bytes, int, int]]:
         """``(key, value, create_revision, lease)`` under ``path``, oldest first."""

@@ -612,18 +612,19 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
             return
         event.wait(timeout)
 
-    def _delete_entry(self, me: Contender) -> None:
+    def _delete_entry(self, me: Contender) -> bool:
         if me.token == _UNKNOWN:  # an enqueue that failed: its node, if it was created
             prefix = me.key.rsplit("/", 1)[1]
             found = self._call(me.session, self._find_own, me.path, prefix, me.session)
             if found is None:
-                return
+                return False
             me = Contender(me.path, found[0], _sequence(found[0]), me.session)
         # Names are unique (uuid + sequence): a retried delete cannot hit another node.
         try:
             self._call(me.session, "delete", me.key)
         except NoNodeError:
-            pass
+            return False
+        return True
 
     def children_data(self, path: str) -> list[tuple[str, bytes, int]]:
         """``(node, data, ephemeralOwner)`` of the lock contenders under ``path``, in order."""

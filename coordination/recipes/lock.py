@@ -273,8 +273,10 @@ class Lock:
             if not entry.session.alive:
                 raise LockLost(f"lock {self.name!r} was lost with its session before release")
             # Before the local gate opens: on etcd the next local holder reuses our key.
-            self._backend.withdraw(entry)
-            if not entry.session.alive:  # the server told us while we released
+            removed = self._backend.withdraw(entry)
+            # Our entry already gone means the server ended our session before we knew
+            # (others may have held the lock since); so does a session lost meanwhile.
+            if removed is False or not entry.session.alive:
                 raise LockLost(f"lock {self.name!r} was lost with its session before release")
         finally:
             self._forget()
