@@ -766,6 +766,8 @@ class LocalCluster:
             if node.cgroup is None:
                 raise RuntimeError(peercut.unavailable()
                                    or "the cluster was not started with cgroups=True")
+            if node.proc is None or not peercut.member(node.proc.pid, node.cgroup):
+                raise RuntimeError(f"node {i} did not join its cgroup {node.cgroup}")
             if node.cut is None:
                 node.cut = peercut.PeerCut(node.cgroup, node.client_port)
 

@@ -73,10 +73,23 @@ def remove_cgroup(path: Path) -> None:
 
 
 def joining(path: Path | None, command: list[str]) -> list[str]:
-    """``command``, run so that it joins cgroup ``path`` before it starts."""
+    """``command``, run so that it joins cgroup ``path`` before it starts (if joining
+    fails, it starts anyway; ``PeerCut`` then refuses to cut it)."""
     if path is None:
         return command
-    return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(path), *command]
+    return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs"; exec "$@"', str(path), *command]
+
+
+def member(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` runs in cgroup ``path``."""
+    root = cgroup2_root()
+    if root is None:
+        return False
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return False
+    return f"0::/{path.relative_to(root)}" in lines
 
 
 class PeerCut:
