@@ -220,3 +220,35 @@ def test_many_consumers_share_without_duplicates(connect) -> None:
     for thread in threads:
         thread.join(120)
     assert sorted(seen) == sorted(ids)
+
+
+def test_stats_count_a_task_moving_between_states_once(connect) -> None:
+    # One task goes back and forth between pending and in flight while stats are read:
+    # every reading must see it exactly once (separate reads saw it twice, or as blocked).
+    mover = connect().queue("orders", max_attempts=10_000)
+    reader = connect().queue("orders")
+    mover.put(b"x")
+    stop = threading.Event()
+    moves = 0
+
+    def move() -> None:
+        nonlocal moves
+        while not stop.is_set():
+            task = mover.get(timeout=5)
+            assert task is not None
+            stop.wait(0.03)  # paced, so ZooKeeper's confirmed passes succeed
+            task.nack()
+            moves += 1
+            stop.wait(0.03)
+
+    thread = threading.Thread(target=move)
+    thread.start()
+    try:
+        readings = [reader.stats() for _ in range(300)]
+    finally:
+        stop.set()
+        thread.join(10)
+    assert moves >= 10
+    wrong = [s for s in readings if (s["pending"], s["in_flight"]) not in ((1, 0), (0, 1))
+             or s["blocked"] or s["delayed"] or s["dead"]]
+    assert not wrong, f"{len(wrong)} of {len(readings)} readings miscounted: {wrong[:3]}"

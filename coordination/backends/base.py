@@ -302,8 +302,11 @@ class Backend(abc.ABC):
         ``depth`` (see ``Create``)."""
 
     @abc.abstractmethod
-    def kv_count(self, root: str, depth: int) -> int:
-        """How many keys lie ``depth`` levels below ``root``."""
+    def kv_counts(self, roots: Sequence[tuple[str, int]]) -> list[int]:
+        """For each ``(root, depth)``, how many keys lie ``depth`` levels below ``root``,
+        all as of one instant (a key moved between two roots meanwhile is counted once).
+        ZooKeeper has no snapshot reads: under writes that go on through every pass it
+        confirms, it returns its last pass, whose counts may be from different instants."""
 
     @abc.abstractmethod
     def kv_wait(self, key: str, seen: Entry | None, timeout: float) -> None:

@@ -151,11 +151,17 @@ class _EtcdKV:
         except CoordinationError:
             return False
 
-    def kv_count(self: EtcdBackend, root: str, depth: int) -> int:  # type: ignore[misc]
-        prefix = (root + "/").encode()
-        reply = self.range(None, etcdrpc.RangeRequest(
-            key=prefix, range_end=prefix_range_end(prefix), count_only=True))
-        return int(reply.count)
+    def kv_counts(self: EtcdBackend, roots: Sequence[tuple[str, int]]) -> list[int]:  # type: ignore[misc]
+        counts: list[int] = []
+        revision = 0  # the first read's revision pins the others to the same instant
+        for root, _depth in roots:
+            prefix = (root + "/").encode()
+            reply = self.range(None, etcdrpc.RangeRequest(
+                key=prefix, range_end=prefix_range_end(prefix), count_only=True,
+                revision=revision))
+            revision = revision or reply.header.revision
+            counts.append(int(reply.count))
+        return counts
 
     def kv_wait(self: EtcdBackend, key: str, seen: Entry | None, timeout: float) -> None:  # type: ignore[misc]
         woken = threading.Event()

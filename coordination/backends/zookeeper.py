@@ -205,15 +205,34 @@ class _ZooKeeperKV:
         except KazooException:
             pass
 
-    def kv_count(self: ZooKeeperBackend, root: str, depth: int) -> int:  # type: ignore[misc]
+    def kv_counts(self: ZooKeeperBackend, roots: Sequence[tuple[str, int]]) -> list[int]:  # type: ignore[misc]
+        # ZooKeeper has no snapshot reads. A pass is a snapshot if no directory it read
+        # changed its children (pzxid) before a second look: then each count held from
+        # its read to its check, so all held at the instant between the two.
+        for _attempt in range(_SNAPSHOT_ATTEMPTS):
+            seen: dict[str, int] = {}
+            counts = [self._count(root, depth, seen) for root, depth in roots]
+            if all(self._pzxid(path) == pzxid for path, pzxid in seen.items()):
+                break
+        return counts
+
+    def _count(self: ZooKeeperBackend, path: str, depth: int, seen: dict[str, int]) -> int:  # type: ignore[misc]
+        """Keys ``depth`` levels below ``path``; ``seen`` gets each directory's pzxid."""
         if depth == 1:
-            stat = self._call(None, "exists", root)
+            stat = self._call(None, "exists", path)
+            seen[path] = -1 if stat is None else int(stat.pzxid)
             return 0 if stat is None else int(stat.numChildren)
         try:
-            children = self._call(None, "get_children", root)
+            children, stat = self._call(None, "get_children", path, include_data=True)
         except NoNodeError:
+            seen[path] = -1
             return 0
-        return sum(self.kv_count(f"{root}/{child}", depth - 1) for child in children)
+        seen[path] = int(stat.pzxid)
+        return sum(self._count(f"{path}/{child}", depth - 1, seen) for child in children)
+
+    def _pzxid(self: ZooKeeperBackend, path: str) -> int:  # type: ignore[misc]
+        stat = self._call(None, "exists", path)
+        return -1 if stat is None else int(stat.pzxid)
 
     def kv_sync(self: ZooKeeperBackend, key: str) -> bool:  # type: ignore[misc]
         self._call(None, "sync", key)
@@ -648,6 +667,8 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
 #: Token of a contender whose create may or may not have applied (name known up to the
 #: sequence number).
 _UNKNOWN = -1
+#: Passes ``kv_counts`` makes before it settles for one it could not confirm.
+_SNAPSHOT_ATTEMPTS = 5
 
 
 def _kind(node: str) -> str:

@@ -626,13 +626,12 @@ class Queue:
 
     def stats(self) -> dict[str, int]:
         """Counts: ``pending`` (ready now), ``delayed``, ``blocked`` (behind an earlier
-        task of their key), ``in_flight``, ``dead``."""
-        backend = self._backend
-        pending = backend.kv_count(self._k("r"), _READY_DEPTH)
-        delayed = backend.kv_count(self._k("w"), _DELAYED_DEPTH)
-        in_flight = backend.kv_count(self._k("f"), 1)
-        dead = backend.kv_count(self._k("d"), 1)
-        total = backend.kv_count(self._k("t"), 1) - backend.kv_count(self._k("x"), _DONE_DEPTH)
+        task of their key), ``in_flight``, ``dead``; read as of one instant, so a task
+        moving meanwhile is counted once (see ``Backend.kv_counts``)."""
+        pending, delayed, in_flight, dead, records, done = self._backend.kv_counts([
+            (self._k("r"), _READY_DEPTH), (self._k("w"), _DELAYED_DEPTH), (self._k("f"), 1),
+            (self._k("d"), 1), (self._k("t"), 1), (self._k("x"), _DONE_DEPTH)])
+        total = records - done
         blocked = max(0, total - pending - delayed - in_flight - dead)
         return {"pending": pending, "delayed": delayed, "blocked": blocked,
                 "in_flight": in_flight, "dead": dead}

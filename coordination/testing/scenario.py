@@ -247,9 +247,13 @@ def run_queue_scenario(cluster: LocalCluster, name: str, faults: Sequence[Fault]
         _wait(lambda: all(p.poll() is not None for p in procs), 120, "producers done")
         with coordination.connect(f"{cluster.url}/{namespace}") as coord:
             queue = coord.queue("orders")
-            _wait(lambda: len(queue) == 0 and queue.stats()["in_flight"] == 0, 120,
-                  "queue drained")
-            stats = queue.stats()
+            stats: dict[str, int] = {}
+
+            def drained() -> bool:  # one snapshot: a task may move between two reads
+                stats.update(queue.stats())
+                return not any(n for state, n in stats.items() if state != "dead")
+
+            _wait(drained, 120, "queue drained")
             dead = {task.id for task in queue.dead_letters()}
     finally:
         _stop(workers + procs, histories + put_logs, timeout=ttl * 3 + 10)
