@@ -93,9 +93,9 @@ class Directories:
         """Up to ``limit`` first leaves in key order (fewer only if the head bucket
         holds fewer: the next listing goes on from there)."""
         head = self._heads.get(root)
+        start = _leaf_prefix(root, [])
         found: list[str] = []
         if head is not None:
-            start = f"{root}/".encode()
             found = self._decode(self._range_keys(start, prefix_range_end(_leaf_prefix(root, head)),
                                                   limit))
         if not found:
@@ -103,7 +103,6 @@ class Directories:
         if not found:
             # Leaves written without markers (by a version before these directories)
             # are found, and indexed, here; an empty index costs one empty read.
-            start = f"{root}/".encode()
             found = self._decode(self._range_keys(start, prefix_range_end(start), limit))
             if found:
                 self._txn(etcdrpc.TxnRequest(success=marker_ops(

@@ -7,25 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from coordination import peercut
 from coordination.cluster import LocalCluster
 from coordination.testing import checkers, nemesis
 from coordination.testing.linearizability import Op, is_linearizable
 from coordination.testing.scenario import run_lock_scenario
+
+from . import skip_unless_possible
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 FAULTS = [*nemesis.SERVER_FAULTS, *nemesis.NETWORK_FAULTS, *nemesis.LOCK_CLIENT_FAULTS]
 
 
-def _skip_unless_possible(fault: str) -> None:
-    if fault in nemesis.PEER_CUTS and peercut.unavailable():
-        pytest.skip(peercut.unavailable())
-
-
 @pytest.mark.parametrize("fault", FAULTS)
 def test_lock_survives(fault_cluster: LocalCluster, fault: str, tmp_path: Path) -> None:
-    _skip_unless_possible(fault)
+    skip_unless_possible(fault)
     verdict = run_lock_scenario(fault_cluster, fault, [nemesis.ALL_FAULTS[fault]], tmp_path)
     assert verdict.ok, verdict.report()
 

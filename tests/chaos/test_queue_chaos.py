@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from coordination import peercut
 from coordination.cluster import LocalCluster
 from coordination.testing import nemesis
 from coordination.testing.scenario import run_queue_scenario
+
+from . import skip_unless_possible
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -20,7 +21,6 @@ FAULTS = ["worker-kill", "leader-kill", "follower-pause", "leader-pause", "quoru
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_queue_survives(fault_cluster: LocalCluster, fault: str, tmp_path: Path) -> None:
-    if fault in nemesis.PEER_CUTS and peercut.unavailable():
-        pytest.skip(peercut.unavailable())
+    skip_unless_possible(fault)
     verdict = run_queue_scenario(fault_cluster, fault, [nemesis.ALL_FAULTS[fault]], tmp_path)
     assert verdict.ok, verdict.report()
