@@ -252,3 +252,23 @@ def test_stats_count_a_task_moving_between_states_once(connect) -> None:
     wrong = [s for s in readings if (s["pending"], s["in_flight"]) not in ((1, 0), (0, 1))
              or s["blocked"] or s["delayed"] or s["dead"]]
     assert not wrong, f"{len(wrong)} of {len(readings)} readings miscounted: {wrong[:3]}"
+
+
+def test_gets_follow_priority_then_put_order_as_the_head_moves(coord, monkeypatch) -> None:
+    # Millisecond buckets: tasks spread over many. A consumer remembers where the head
+    # was; a more urgent task, or a nacked one going back to its old bucket, lands
+    # before that place and must still come first.
+    monkeypatch.setattr(queue_module, "INNER_NS", 1_000_000)
+    monkeypatch.setattr(queue_module, "OUTER_NS", 100_000_000)
+    queue = coord.queue("orders")
+    for i in range(6):
+        queue.put(f"low-{i}")
+    first = queue.get(timeout=1)
+    assert first is not None and first.data == b"low-0"
+    queue.put("urgent", priority=5)
+    first.nack()
+    order = []
+    while (task := queue.get(timeout=0)) is not None:
+        order.append(task.data.decode())
+        task.ack()
+    assert order == ["urgent", "low-0", "low-1", "low-2", "low-3", "low-4", "low-5"]

@@ -297,7 +297,7 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def kv_leaves(self, root: str, depth: int, limit: int) -> list[str]:
         """Up to ``limit`` first keys ``depth`` levels below ``root``, in key order: at
-        least one if any exists (etcd may return fewer than ``limit`` where more exist:
+        least one if any exists (fewer than ``limit`` may be returned where more exist:
         those of the first bucket). Leaves deeper than 1 must be created with that
         ``depth`` (see ``Create``)."""
 

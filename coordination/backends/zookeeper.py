@@ -28,6 +28,7 @@ from kazoo.exceptions import (
     ConnectionClosedError,
     ConnectionLoss,
     KazooException,
+    NodeExistsError,
     NoNodeError,
     NotEmptyError,
     OperationTimeoutError,
@@ -41,7 +42,7 @@ from ..config import Config
 from ..errors import BackendUnavailable, ClientClosed, CoordinationError, SessionLost
 from ..session import Session, SessionState
 from .base import Backend, Blocker, Contender, Head, Rule
-from .kv import Absent, Check, Create, Entry, Op, OutcomeUnknown, Present, Update
+from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Present, Update
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -95,7 +96,9 @@ class _ZooKeeperKV:
             return
         for _attempt in range(10):
             try:  # an empty bucket pruned between two levels of the path: try again
-                self._call(None, "ensure_path", parent)
+                self._call(None, "create", parent, makepath=True)  # usually only it is new
+                break
+            except NodeExistsError:
                 break
             except NoNodeError:
                 continue
@@ -117,9 +120,9 @@ class _ZooKeeperKV:
             result = self._multi(checks, ops, session)
             if result != "parent":
                 return result  # type: ignore[return-value]
-            self._assured.clear()  # an empty bucket was removed under us
-            for op in ops:
+            for op in ops:  # an empty bucket was removed under us: make it again
                 if isinstance(op, Create):
+                    self._assured.discard(op.key.rsplit("/", 1)[0])
                     self._ensure_parent(op.key)
         return None
 
@@ -131,10 +134,18 @@ class _ZooKeeperKV:
         elif self._discarded:
             self.session()  # replaces the client closed after a presumed loss
         txn = self._client.transaction()
+        # A check on a key the commit writes rides on that write: a create fails if the
+        # node exists, an update or delete if it is missing or has another version.
+        written = {op.key: op for op in ops}
+        versions: dict[str, int] = {}
         for check in checks:
-            if isinstance(check, Absent):  # ZooKeeper has no "absent" check: create+delete
-                txn.create(check.key, b"")
-                txn.delete(check.key)
+            op = written.get(check.key)
+            if isinstance(check, Absent):
+                if not isinstance(op, Create):  # no "absent" check in ZooKeeper: create+delete
+                    txn.create(check.key, b"")
+                    txn.delete(check.key)
+            elif isinstance(op, Update | Delete) and check.key not in versions:
+                versions[check.key] = -1 if isinstance(check, Present) else check.version
             else:
                 txn.check(check.key, -1 if isinstance(check, Present) else check.version)
         update_at = None
@@ -144,9 +155,9 @@ class _ZooKeeperKV:
             elif isinstance(op, Update):
                 if update_at is None:
                     update_at = len(txn.operations)
-                txn.set_data(op.key, op.value)
+                txn.set_data(op.key, op.value, versions.get(op.key, -1))
             else:
-                txn.delete(op.key)
+                txn.delete(op.key, versions.get(op.key, -1))
         try:
             results = txn.commit()
         except (ConnectionLoss, OperationTimeoutError, SessionExpiredError) as exc:
@@ -173,9 +184,45 @@ class _ZooKeeperKV:
         return 0 if before is None else before.version + 1  # node data versions count writes
 
     def kv_leaves(self: ZooKeeperBackend, root: str, depth: int, limit: int) -> list[str]:  # type: ignore[misc]
-        found: list[str] = []
+        head = self._heads.get(root) if depth > 1 else None
+        if head is not None:
+            found = self._leaves_under(root, head, limit)
+            if found is not None:
+                return found
+        found = []
         self._walk(root, depth, limit, found)
+        if depth > 1 and found:
+            self._heads[root] = found[0][len(root) + 1:].split("/")[:-1]
+        elif depth > 1:
+            self._heads.pop(root, None)
         return found
+
+    def _leaves_under(self: ZooKeeperBackend, root: str, head: list[str],  # type: ignore[misc]
+                      limit: int) -> list[str] | None:
+        """The walk below in one round trip: every level of the last head path is listed
+        at once (a session's reads are served in order, as the walk would send them).
+        The answer stands if that path is still the first at each level and its bucket
+        holds a leaf; else None (walk)."""
+        paths = [root] + ["/".join([root, *head[:level]]) for level in range(1, len(head) + 1)]
+        listings = self._call(None, self._list_all, paths)
+        for children, name in zip(listings, head):
+            if not children or min(children) != name:
+                return None
+        leaves = listings[-1]
+        if not leaves:
+            return None
+        return [f"{paths[-1]}/{leaf}" for leaf in sorted(leaves)[:limit]]
+
+    def _list_all(self: ZooKeeperBackend, paths: list[str]) -> list[list[str]]:  # type: ignore[misc]
+        """The children of each path (none for a missing one), requests pipelined."""
+        pending = [self._client.get_children_async(path) for path in paths]
+        listings = []
+        for result in pending:
+            try:
+                listings.append(result.get())
+            except NoNodeError:
+                listings.append([])
+        return listings
 
     def _walk(self: ZooKeeperBackend, node: str, depth: int, limit: int,  # type: ignore[misc]
               found: list[str]) -> None:
@@ -186,12 +233,14 @@ class _ZooKeeperKV:
         if depth == 1:
             found.extend(f"{node}/{child}" for child in children[: limit - len(found)])
             return
-        for child in children:
+        for i, child in enumerate(children):
             before = len(found)
             self._walk(f"{node}/{child}", depth - 1, limit, found)
             if len(found) >= limit:
                 return
-            if len(found) == before:
+            # An empty directory goes, unless it is the last: writers are filling that
+            # one (buckets are named by time), and pruning it would make them recreate it.
+            if len(found) == before and i < len(children) - 1:
                 self._prune(f"{node}/{child}")
 
     def _prune(self: ZooKeeperBackend, bucket: str) -> None:  # type: ignore[misc]
@@ -258,6 +307,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         super().__init__(config)
         self._guard = threading.RLock()
         self._assured: set[str] = set()
+        self._heads: dict[str, list[str]] = {}  # root -> directories of its first leaf
         self._negotiated: dict[int, float] = {}  # session id -> negotiated timeout (s)
         self._loss_timer: threading.Timer | None = None
         self._discarded = False  # the current client was closed after a presumed loss
@@ -442,7 +492,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         )
         try:
             return retry(attempt)
-        except (NoNodeError, NotEmptyError, SessionLost):
+        except (NoNodeError, NodeExistsError, NotEmptyError, SessionLost):
             raise
         except RetryFailedError:
             raise BackendUnavailable(

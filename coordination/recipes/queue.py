@@ -72,6 +72,7 @@ _BATCH = 40  # tasks per put_many commit (etcd allows 128 operations per transac
 DEDUPE_WINDOW = 300.0
 _GC_BATCH, _GC_ROUNDS = 40, 25  # acked tasks forgotten per commit; commits per reap
 _SPREAD = 8  # consumers pick among this many first ready tasks
+_CONTENDED_FOR = 1.0  # seconds a consumer spreads its claims after losing a race
 #: While tasks are ready, a consumer promotes due delayed tasks and reaps lost claims at
 #: most this often (seconds); an idle consumer does it before every wait.
 MAINTAIN_EVERY = 0.1
@@ -154,6 +155,7 @@ class Queue:
         self._bell = f"{self._root}/bell"
         self._last_reap = 0.0
         self._last_maintained = -math.inf
+        self._contended_until = -math.inf  # lost a claim race lately: spread (see _try_claim)
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r}>"
@@ -344,22 +346,23 @@ class Queue:
             self._backend.kv_wait(self._bell, bell, wait)
 
     def _try_claim(self) -> Task | None:
-        """Claim the first ready task; if another consumer beat us to it, one of the next
-        few of the same priority in random order, so that concurrent consumers do not
-        all race for each next head (their relative order is not observable)."""
+        """Claim the first ready task. Consumers that lately lost races start at a random
+        one of the first few of the same priority instead, so that they do not all race
+        for each next head (among concurrent consumers, order is not observable)."""
         ready = self._backend.kv_leaves(self._k("r"), _READY_DEPTH, _SPREAD)
         if not ready:
             return None
-        task = self._claim(ready[0])
-        if task is not None:
-            return task
         top = ready[0].rsplit("/", 4)[1]
-        rest = [key for key in ready[1:] if key.rsplit("/", 4)[1] == top]
-        random.shuffle(rest)
-        for ready_key in rest:
+        candidates = [key for key in ready if key.rsplit("/", 4)[1] == top]
+        first = 0 if time.monotonic() >= self._contended_until else \
+            random.randrange(len(candidates))
+        candidates[0], candidates[first] = candidates[first], candidates[0]
+        candidates[1:] = random.sample(candidates[1:], len(candidates) - 1)
+        for ready_key in candidates:
             task = self._claim(ready_key)
             if task is not None:
                 return task
+            self._contended_until = time.monotonic() + _CONTENDED_FOR
         return None
 
     def _claim(self, ready_key: str) -> Task | None:
