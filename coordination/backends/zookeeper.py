@@ -28,7 +28,6 @@ from kazoo.exceptions import (
     ConnectionClosedError,
     ConnectionLoss,
     KazooException,
-    NodeExistsError,
     NoNodeError,
     NotEmptyError,
     OperationTimeoutError,
@@ -96,9 +95,8 @@ class _ZooKeeperKV:
             return
         for _attempt in range(10):
             try:  # an empty bucket pruned between two levels of the path: try again
-                self._call(None, "create", parent, makepath=True)  # usually only it is new
-                break
-            except NodeExistsError:
+                # (exists first: a failed create costs the ensemble a write, a read does not)
+                self._call(None, "ensure_path", parent)
                 break
             except NoNodeError:
                 continue
@@ -492,7 +490,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         )
         try:
             return retry(attempt)
-        except (NoNodeError, NodeExistsError, NotEmptyError, SessionLost):
+        except (NoNodeError, NotEmptyError, SessionLost):
             raise
         except RetryFailedError:
             raise BackendUnavailable(
