@@ -134,7 +134,7 @@ class _ZooKeeperKV:
         txn = self._client.transaction()
         # A check on a key the commit writes rides on that write: a create fails if the
         # node exists, an update or delete if it is missing or has another version.
-        written = {op.key: op for op in ops}
+        written = {op.key: op for op in reversed(ops)}  # the first op on each key
         versions: dict[str, int] = {}
         for check in checks:
             op = written.get(check.key)
@@ -153,9 +153,9 @@ class _ZooKeeperKV:
             elif isinstance(op, Update):
                 if update_at is None:
                     update_at = len(txn.operations)
-                txn.set_data(op.key, op.value, versions.get(op.key, -1))
+                txn.set_data(op.key, op.value, versions.pop(op.key, -1))
             else:
-                txn.delete(op.key, versions.get(op.key, -1))
+                txn.delete(op.key, versions.pop(op.key, -1))
         try:
             results = txn.commit()
         except (ConnectionLoss, OperationTimeoutError, SessionExpiredError) as exc:
