@@ -225,3 +225,34 @@ def test_reentrant_lock_makes_other_threads_wait_for_the_last_release(coord) -> 
     lock.release()
     thread.join(10)
     assert outcome == ["not owner", False, True] and not lock.held
+
+
+def test_a_waiter_is_not_stuck_when_its_predecessor_leaves_and_comes_back(connect, backend) -> None:
+    # etcd: one session enters a lock under one key. The holder releases and queues
+    # again (same key, new create revision) after the waiter read it as its predecessor
+    # but before the waiter's watch began: the waiter must see that entry as gone, not
+    # wait for the new one (which waits for the waiter) until its TTL re-check.
+    if backend != "etcd":
+        pytest.skip("etcd: a session's contender key is reused")
+    holder_coord, waiter_coord = connect(), connect()
+    holder, waiter = holder_coord.lock("sku"), waiter_coord.lock("sku")
+    holder.acquire()
+    backend_ = waiter_coord._backend
+    watch = backend_._watch_from_now
+    requeued = threading.Thread(target=holder.acquire, kwargs={"timeout": 30})
+
+    def leave_and_come_back(*args, **kwargs):
+        if requeued.ident is None:  # the first watch only
+            holder.release()
+            requeued.start()
+            wait_for(lambda: len(backend_.contenders(holder.path)) == 2, timeout=5,
+                     message="the holder queued again")
+        return watch(*args, **kwargs)
+
+    backend_._watch_from_now = leave_and_come_back
+    started = time.monotonic()
+    assert waiter.acquire(timeout=30)
+    assert time.monotonic() - started < TTL / 2, "the waiter waited for a TTL re-check"
+    waiter.release()
+    requeued.join(10)
+    assert holder.held

@@ -50,10 +50,11 @@ class Contender:
 
 @dataclasses.dataclass(frozen=True)
 class Blocker:
-    """The entry just before ours, as seen by a read at ``revision`` (etcd) or 0."""
+    """An entry before ours, which ours waits for: ``key``, and on etcd the create
+    revision it had when read (a key deleted and made again is another entry)."""
 
     key: str
-    revision: int = 0
+    created: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
