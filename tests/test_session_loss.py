@@ -6,6 +6,7 @@ revoked on the server."""
 from __future__ import annotations
 
 import threading
+import uuid
 
 import pytest
 from kazoo.client import KazooClient
@@ -13,6 +14,7 @@ from kazoo.client import KazooClient
 import coordination
 from coordination import errors
 from coordination.session import SessionState
+from coordination.testing.proxy import ProxiedCluster
 
 from .conftest import TTL
 from .helpers import contenders, wait_for
@@ -105,3 +107,35 @@ def test_a_release_right_after_a_server_side_expiry_reports_the_loss(connect) ->
     expire_session(owner)
     with pytest.raises(errors.LockLost):
         lock.release()
+
+
+def test_a_reconnect_after_the_local_deadline_still_ends_the_session(cluster, backend) -> None:
+    # ZooKeeper: the link comes back after our local deadline but before the server
+    # expires the session, and the loss timer has not run (a busy machine runs timers
+    # late; here it never runs). The session must still end: recipes may already have
+    # seen it dead, and its nodes must not outlive that, blocking everyone.
+    if backend != "zookeeper":
+        pytest.skip("ZooKeeper's local loss deadline")
+    proxied = ProxiedCluster(backend, cluster.url.split("://", 1)[1].split(","))
+    namespace = f"r{uuid.uuid4().hex[:10]}"
+    holder = coordination.connect(f"{proxied.url}/{namespace}?session_ttl={TTL}")
+    other = coordination.connect(f"{cluster.url}/{namespace}?session_ttl={TTL}")
+    try:
+        holder._backend._start_loss_timer = lambda *_args: None  # type: ignore[attr-defined]
+        lock = holder.lock("sku")
+        assert lock.acquire()
+        session = holder._backend.session()
+        proxied.set_mode("reset")  # SUSPENDED at once; the server keeps the session
+        wait_for(lambda: not lock.held, TTL, message="the holder's local deadline")
+        proxied.heal()  # kazoo reconnects within the server's timeout, same session
+        wait_for(lambda: session.state == SessionState.LOST, TTL * 2,
+                 message="the late reconnect ended the session")
+        theirs = other.lock("sku")
+        assert theirs.acquire(timeout=TTL * 3), "the dead hold's node blocks the lock"
+        theirs.release()
+        assert lock.acquire(timeout=TTL * 3)  # the holder goes on in a new session
+        lock.release()
+    finally:
+        holder.close()
+        other.close()
+        proxied.close()

@@ -361,6 +361,11 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
                     session.deadline = None
                     self._notify(session, SessionState.CONNECTED)
                     threading.Thread(target=self.sweep_orphans, daemon=True).start()
+                elif session.state == SessionState.SUSPENDED:
+                    # Back after the local deadline but before the loss timer ran (a busy
+                    # machine runs timers late): recipes may have seen the session dead,
+                    # so it stays dead; else our nodes would live on, unheld, blocking all.
+                    self._declare_lost(client, session)
 
     def _start_loss_timer(self, client: KazooClient, session: Session) -> None:
         self._cancel_loss_timer()
@@ -418,6 +423,8 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
                 client = self._client
                 if self._session.alive:
                     return self._session
+                if self._session.state == SessionState.SUSPENDED:
+                    self._declare_lost(client, self._session)  # past its deadline: lost
                 client_id = client.client_id if client.connected else None
                 if client_id and client_id[0] != self._session.id and not self._discarded:
                     # kazoo reconnected with a new session after an expiry
