@@ -42,6 +42,7 @@ from ..errors import BackendUnavailable, ClientClosed, CoordinationError, Sessio
 from ..session import Session, SessionState
 from .base import Backend, Blocker, Contender, Head, Rule
 from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Present, Update
+from .pause_watch import PAUSE_WATCH
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -313,10 +314,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         self._client: KazooClient = None  # set just below
         self._client = self._open_client(config.connect_timeout)
         self._session = self._new_session(self._client)
-        self._pause_monitor = threading.Thread(
-            target=self._watch_for_pauses, name="coordination-zk-pause-monitor", daemon=True
-        )
-        self._pause_monitor.start()
+        PAUSE_WATCH.subscribe(self)
 
     # --- client and session lifecycle --------------------------------------------------
 
@@ -391,29 +389,27 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         # outlive what we told the recipes.
         threading.Thread(target=_discard, args=(client,), daemon=True).start()
 
-    def _watch_for_pauses(self) -> None:
-        """A process frozen (GC, SIGSTOP, swap) for half a session timeout may have let
-        the server expire its session without kazoo noticing yet: presume it lost. The
-        session's ``watchdog`` makes readers of ``alive`` see that at once on waking."""
-        last = time.monotonic()
-        while not self.closed:
-            time.sleep(0.05)
-            self.sweep_orphans_if_due()
-            now = time.monotonic()
+    def on_tick(self, now: float, gap: float) -> None:
+        """From the process's pause watch. A process frozen (GC, SIGSTOP, swap) for half
+        a session timeout may have let the server expire its session without kazoo
+        noticing yet: presume it lost. The session's ``watchdog`` makes readers of
+        ``alive`` see that at once on waking."""
+        if self.closed:
+            return
+        self.sweep_orphans_if_due()
+        with self._guard:
+            session, client = self._session, self._client
+        if gap < session.ttl / 2:
+            session.watchdog = now + session.ttl / 2
+        elif not session.lost.is_set():
+            log.warning("process was frozen for %.2fs: ZooKeeper session %#x presumed lost",
+                        gap, session.id)
+            session.deadline = now  # not alive from now on, before the timer runs
             with self._guard:
-                session, client = self._session, self._client
-            if now - last < session.ttl / 2:
-                session.watchdog = now + session.ttl / 2
-            elif not session.lost.is_set():
-                log.warning("process was frozen for %.2fs: ZooKeeper session %#x presumed lost",
-                            now - last, session.id)
-                session.deadline = now  # not alive from now on, before the timer runs
-                with self._guard:
-                    if client is self._client and session is self._session:
-                        self._notify(session, SessionState.LOST)
-                        self._discarded = True
-                        threading.Thread(target=_discard, args=(client,), daemon=True).start()
-            last = now
+                if client is self._client and session is self._session:
+                    self._notify(session, SessionState.LOST)
+                    self._discarded = True
+                    threading.Thread(target=_discard, args=(client,), daemon=True).start()
 
     def session(self) -> Session:
         self._check_open()
@@ -457,6 +453,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
                 return
             self.closed = True
             self._cancel_loss_timer()
+            PAUSE_WATCH.unsubscribe(self)
             session, client = self._session, self._client
         _discard(client)
         session.set_state(SessionState.CLOSED)

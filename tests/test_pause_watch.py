@@ -1,0 +1,73 @@
+"""The process-wide pause watch: one thread ticks every client; a stall shows as a gap."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+import coordination
+from coordination.backends.pause_watch import TICK, PauseWatch
+
+from .helpers import wait_for
+
+
+class Recorder:
+    def __init__(self, stall: float = 0.0) -> None:
+        self.ticks: list[tuple[int, float]] = []  # (thread, gap)
+        self.stall = stall
+
+    def on_tick(self, now: float, gap: float) -> None:
+        self.ticks.append((threading.get_ident(), gap))
+        if self.stall:
+            stall, self.stall = self.stall, 0.0
+            time.sleep(stall)  # the watch's thread held up, as in a frozen process
+
+
+def test_one_thread_ticks_every_subscriber_and_stops_when_none_is_left() -> None:
+    watch = PauseWatch()
+    first, second = Recorder(), Recorder()
+    watch.subscribe(first)
+    watch.subscribe(second)
+    wait_for(lambda: len(first.ticks) >= 3 and len(second.ticks) >= 3, 5.0)
+    threads = {t for t, _gap in first.ticks + second.ticks}
+    assert len(threads) == 1
+    watch.unsubscribe(first)
+    watch.unsubscribe(second)
+    wait_for(lambda: watch._thread is None, 5.0, message="the watch's thread ends")
+    counted = len(first.ticks)
+    time.sleep(TICK * 4)  # nothing to wait for: no tick may come
+    assert len(first.ticks) == counted
+
+
+def test_a_stall_shows_as_one_long_gap_to_every_subscriber() -> None:
+    watch = PauseWatch()
+    stalling, other = Recorder(stall=0.5), Recorder()
+    watch.subscribe(stalling)
+    watch.subscribe(other)
+    try:
+        wait_for(lambda: any(gap >= 0.5 for _t, gap in other.ticks), 5.0,
+                 message="the stall seen by the other subscriber")
+        assert any(gap >= 0.5 for _t, gap in stalling.ticks)
+        # Ordinary ticks stay far below a session's half timeout.
+        assert sorted(gap for _t, gap in other.ticks)[0] < 0.5
+    finally:
+        watch.unsubscribe(stalling)
+        watch.unsubscribe(other)
+
+
+def test_many_zookeeper_clients_share_one_watch_thread(
+    backend: str, connect: Callable[..., coordination.Coordinator],
+) -> None:
+    if backend != "zookeeper":
+        pytest.skip("etcd clients keep their leases from their keepalive threads")
+    coords = [connect() for _ in range(8)]
+    # (a watch thread that had just found no subscriber may still be ending)
+    wait_for(lambda: sum(t.name == "coordination-pause-watch" for t in threading.enumerate()) == 1,
+             5.0, message="one watch thread")
+    for coord in coords:  # still alive: the watch keeps their watchdogs fed
+        lock = coord.lock("pause-watch")
+        assert lock.acquire(timeout=10)
+        lock.release()
