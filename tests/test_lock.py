@@ -83,21 +83,26 @@ def test_with_after_failed_acquire_raises_and_skips_body(connect) -> None:
     assert not ran
 
 
-def test_waiters_are_served_in_arrival_order_and_one_is_woken(connect) -> None:
+def test_waiters_are_served_in_arrival_order_and_one_is_woken(connect, backend) -> None:
     holder = connect()
     lock = holder.lock("fifo")
     assert lock.acquire()
     waiters = [connect() for _ in range(4)]
     checks = []
-    for waiter in waiters:  # count how often each waiter re-reads the queue
-        counter = {"n": 0}
-        original = waiter._backend.predecessor
+    for waiter in waiters:  # count each waiter's reads of the queue and its waits
+        counter = {"reads": 0, "waits": 0}
+        impl = waiter._backend
 
-        def counting(me, original=original, counter=counter):
-            counter["n"] += 1
+        def reading(me, original=impl.predecessor, counter=counter):
+            counter["reads"] += 1
             return original(me)
 
-        waiter._backend.predecessor = counting  # type: ignore[method-assign]
+        def waiting(*args, original=impl.wait_any_deleted, counter=counter):
+            counter["waits"] += 1
+            return original(*args)
+
+        impl.predecessor = reading  # type: ignore[method-assign]
+        impl.wait_any_deleted = waiting  # type: ignore[method-assign]
         checks.append(counter)
     order: list[int] = []
     threads = []
@@ -114,12 +119,15 @@ def test_waiters_are_served_in_arrival_order_and_one_is_woken(connect) -> None:
         thread.start()
         threads.append(thread)
         wait_for(lambda n=index: len(contenders(holder, lock)) == n + 2, 10, message="enqueued")
-    wait_for(lambda: all(c["n"] >= 1 for c in checks), 10, message="all waiting")
-    before = [c["n"] for c in checks]
+    wait_for(lambda: all(c["waits"] >= 1 for c in checks), 10, message="all waiting")
+    before = [dict(c) for c in checks]
+    if backend == "zookeeper":  # the listing sent behind the create named the blocker
+        assert all(c["reads"] == 0 for c in before), before
     lock.release()
     wait_for(lambda: order[:1] == [0], 10, message="first waiter served")
     # The release woke the first waiter only; the others still wait on their watch.
-    assert [c["n"] for c in checks[1:]] == before[1:]
+    assert checks[1:] == before[1:]
+    assert checks[0]["reads"] > before[0]["reads"]  # the woken one re-read the queue
     for event in done:
         event.set()
     for thread in threads:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import wait_for
+from coordination.testing.scenario import wait_drained
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 WORKER = [sys.executable, "-m", "tests.workers.queue_worker"]
@@ -52,8 +52,7 @@ def test_killed_consumers_lose_nothing_and_keep_key_order(
                 put[queue.put(f"order-{i}:{step}", key=f"order-{i}")] = (f"order-{i}", step)
             put[queue.put(f"plain-{i}")] = (None, 0)
         checker = producers[0]
-        wait_for(lambda: not any(n for state, n in checker.stats().items() if state != "dead"),
-                 timeout=120, interval=0.2, message="queue drained")
+        wait_drained(checker, 120)
     finally:
         stop.set()
         chaos.join()

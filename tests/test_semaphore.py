@@ -91,6 +91,27 @@ def test_any_holder_releasing_lets_the_next_waiter_in(connect) -> None:
         permit.release()
 
 
+def test_holders_behind_holders_get_in_from_the_enqueue_reply(connect, backend) -> None:
+    """ZooKeeper lists the queue right behind the create: a holder that is not first
+    but within the permits holds without a second read."""
+    if backend != "zookeeper":
+        pytest.skip("etcd's enqueue reads only the first entry")
+    clients = [connect() for _ in range(3)]
+    reads = []
+    for client in clients:
+        original = client._backend._preceding
+
+        def counting(*args, original=original):
+            reads.append(args)
+            return original(*args)
+
+        client._backend._preceding = counting  # type: ignore[method-assign]
+    permits = [client.semaphore("reply", permits=3).acquire(timeout=5) for client in clients]
+    assert reads == []
+    for permit in permits:
+        permit.release()
+
+
 def test_waiters_are_served_in_arrival_order(connect) -> None:
     holder = connect()
     sem = holder.semaphore("fifo", permits=2)

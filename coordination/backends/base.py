@@ -161,11 +161,11 @@ class Backend(abc.ABC):
         return self.one_entry_per_session and kind is None
 
     @abc.abstractmethod
-    def enqueue(self, path: str, data: bytes, kind: str | None = None
-                ) -> tuple[Contender, bool | None]:
+    def enqueue(self, path: str, data: bytes, kind: str | None = None, rule: Rule = MUTEX
+                ) -> tuple[Contender, list[Blocker] | None]:
         """Create our entry under ``path`` in the current session, exactly once even if
-        a reply is lost. Returns it and ``True``/``False`` when the same server reply
-        already tells whether it is first, ``None`` when unknown.
+        a reply is lost. Returns it and, when the read that came with the create tells,
+        the entries blocking it under ``rule`` as ``blockers`` would (None: unknown).
 
         ``kind`` None is the plain mutex layout (etcd ``PREFIX/LEASE_HEX``, kazoo's
         ``__lock__`` nodes). ``"lock"`` (exclusive) or ``"rlock"`` (shared) give a new,

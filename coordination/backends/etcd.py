@@ -37,7 +37,7 @@ from tenacity import RetryError, Retrying, retry_if_exception, stop_after_delay,
 from ..config import Config
 from ..errors import BackendUnavailable, CoordinationError, InvalidArgument, SessionLost
 from ..session import Session, SessionState
-from .base import Backend, Blocker, Contender, Head, Rule
+from .base import MUTEX, Backend, Blocker, Contender, Head, Rule
 from .etcd_dirs import Directories, marker_ops
 from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Present
 
@@ -371,10 +371,11 @@ class EtcdBackend(_EtcdKV, Backend):
 
     # --- the ordered contender queue ---------------------------------------------------
 
-    def enqueue(self, path: str, data: bytes, kind: str | None = None
-                ) -> tuple[Contender, bool | None]:
+    def enqueue(self, path: str, data: bytes, kind: str | None = None, rule: Rule = MUTEX
+                ) -> tuple[Contender, list[Blocker] | None]:
         """One transaction, like etcd's Mutex.tryAcquire: create our key if missing (a
-        retry after a lost reply finds it instead) and read the first contender."""
+        retry after a lost reply finds it instead) and read the first contender (first:
+        nothing blocks us under any rule; else unknown)."""
         session = self.session()
         if kind is None:
             key = f"{path}{session.id:x}".encode()
@@ -400,7 +401,7 @@ class EtcdBackend(_EtcdKV, Backend):
             self.adopt(key.decode())
         owner = reply.responses[1].response_range.kvs
         is_first = bool(owner) and owner[0].create_revision == token
-        return Contender(path, key.decode(), token, session), is_first
+        return Contender(path, key.decode(), token, session), [] if is_first else None
 
     def predecessor(self, me: Contender) -> Blocker | None:
         """The last key created before ours (a ranged read with a limit of one), read

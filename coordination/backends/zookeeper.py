@@ -40,7 +40,7 @@ from kazoo.retry import KazooRetry, RetryFailedError
 from ..config import Config
 from ..errors import BackendUnavailable, ClientClosed, CoordinationError, SessionLost
 from ..session import Session, SessionState
-from .base import Backend, Blocker, Contender, Head, Rule
+from .base import MUTEX, Backend, Blocker, Contender, Head, Rule
 from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Present, Update
 from .pause_watch import PAUSE_WATCH
 
@@ -267,9 +267,8 @@ class _ZooKeeperKV:
     def _count(self: ZooKeeperBackend, path: str, depth: int, seen: dict[str, int]) -> int:  # type: ignore[misc]
         """Keys ``depth`` levels below ``path``; ``seen`` gets each directory's pzxid."""
         if depth == 1:
-            stat = self._call(None, "exists", path)
-            seen[path] = -1 if stat is None else int(stat.pzxid)
-            return 0 if stat is None else int(stat.numChildren)
+            seen[path], count = self._children_stat(path)
+            return count
         try:
             children, stat = self._call(None, "get_children", path, include_data=True)
         except NoNodeError:
@@ -279,8 +278,12 @@ class _ZooKeeperKV:
         return sum(self._count(f"{path}/{child}", depth - 1, seen) for child in children)
 
     def _pzxid(self: ZooKeeperBackend, path: str) -> int:  # type: ignore[misc]
+        return self._children_stat(path)[0]
+
+    def _children_stat(self: ZooKeeperBackend, path: str) -> tuple[int, int]:  # type: ignore[misc]
+        """``(pzxid, number of children)`` of ``path``; ``(-1, 0)`` if it is missing."""
         stat = self._call(None, "exists", path)
-        return -1 if stat is None else int(stat.pzxid)
+        return (-1, 0) if stat is None else (int(stat.pzxid), int(stat.numChildren))
 
     def kv_sync(self: ZooKeeperBackend, key: str) -> bool:  # type: ignore[misc]
         self._call(None, "sync", key)
@@ -526,8 +529,9 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
     # --- the ordered contender queue ---------------------------------------------------
 
     def enqueue(
-        self, path: str, data: bytes, kind: str | None = None, style: str = "kazoo"
-    ) -> tuple[Contender, bool | None]:
+        self, path: str, data: bytes, kind: str | None = None, rule: Rule = MUTEX,
+        style: str = "kazoo",
+    ) -> tuple[Contender, list[Blocker] | None]:
         session = self.session()
         template = READER_NODE if kind == "rlock" else NODE_STYLES[style]
         prefix = template.format(uuid=uuid.uuid4().hex)
@@ -572,7 +576,9 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
                 pass
             raise SessionLost("ZooKeeper session changed while enqueuing")
         me = Contender(path, node, _sequence(node), session)
-        return me, _first(me, children)
+        if children is None or node.rsplit("/", 1)[1] not in children:
+            return me, None
+        return me, rule.blocking(_nearest_counted(me, children, rule))
 
     def _find_own(self, path: str, prefix: str, session: Session) -> tuple[str, int] | None:
         try:
@@ -587,6 +593,10 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         return None
 
     def predecessor(self, me: Contender) -> Blocker | None:
+        before = self._preceding(me, MUTEX)
+        return before[0] if before else None
+
+    def _preceding(self, me: Contender, rule: Rule) -> list[Blocker]:
         # Every contender before ours was created before ours; the server we read from
         # has applied our create, hence all of those: the read cannot miss one.
         try:
@@ -595,26 +605,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
             raise SessionLost(f"the lock node {me.path} is gone") from None
         if me.key.rsplit("/", 1)[1] not in children:
             raise SessionLost(f"our contender node {me.key} is gone")
-        before = _nearest_before(me, children)
-        return None if before is None else Blocker(f"{me.path}/{before}")
-
-    def _preceding(self, me: Contender, rule: Rule) -> list[Blocker]:
-        try:
-            children = self._call(me.session, "get_children", me.path)
-        except NoNodeError:
-            raise SessionLost(f"the lock node {me.path} is gone") from None
-        if me.key.rsplit("/", 1)[1] not in children:
-            raise SessionLost(f"our contender node {me.key} is gone")
-        before = []
-        for child in children:
-            match = CONTENDER_RE.search(child)
-            if match is None or int(match.group(1)) >= me.token:
-                continue
-            if rule.kinds is not None and _kind(child) not in rule.kinds:
-                continue
-            before.append((int(match.group(1)), child))
-        before.sort(reverse=True)
-        return [Blocker(f"{me.path}/{child}") for _seq, child in before[: rule.permits]]
+        return _nearest_counted(me, children, rule)
 
     def wait_deleted(self, blocker: Blocker, me: Contender, timeout: float | None) -> bool:
         return self._wait_any_deleted([blocker], me, timeout)
@@ -728,24 +719,19 @@ def _kind(node: str) -> str:
     return "rlock" if READER_RE.search(node) else "lock"
 
 
-def _nearest_before(me: Contender, children: list[str]) -> str | None:
-    """The contender among ``children`` with the highest sequence below ours."""
-    best: tuple[int, str] | None = None
+def _nearest_counted(me: Contender, children: list[str], rule: Rule) -> list[Blocker]:
+    """The nearest ``rule.permits`` contenders before ``me`` among ``children`` whose
+    kind counts under ``rule``, nearest first."""
+    before = []
     for child in children:
         match = CONTENDER_RE.search(child)
-        if match is None:
+        if match is None or int(match.group(1)) >= me.token:
             continue
-        seq = int(match.group(1))
-        if seq < me.token and (best is None or seq > best[0]):
-            best = (seq, child)
-    return None if best is None else best[1]
-
-
-def _first(me: Contender, children: list[str] | None) -> bool | None:
-    """Whether ``me`` heads ``children`` (None: the listing is not known to include it)."""
-    if children is None or me.key.rsplit("/", 1)[1] not in children:
-        return None
-    return _nearest_before(me, children) is None
+        if rule.kinds is not None and _kind(child) not in rule.kinds:
+            continue
+        before.append((int(match.group(1)), child))
+    before.sort(reverse=True)
+    return [Blocker(f"{me.path}/{child}") for _seq, child in before[: rule.permits]]
 
 
 def _sequence(node: str) -> int:

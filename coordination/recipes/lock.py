@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-from ..backends.base import MUTEX, Backend, Contender, Rule
+from ..backends.base import MUTEX, Backend, Blocker, Contender, Rule
 from ..errors import (
     AlreadyHeld,
     InvalidArgument,
@@ -206,9 +206,10 @@ class Lock:
         while True:
             entry = None
             try:
-                entry, first = self._enqueue()
-                while not first:
-                    blockers = self._backend.blockers(entry, rule)
+                entry, blockers = self._enqueue(rule)  # known from the same reply, or None
+                while True:
+                    if blockers is None:
+                        blockers = self._backend.blockers(entry, rule)
                     if not blockers:
                         break
                     remaining = None if deadline is None else deadline - time.monotonic()
@@ -216,7 +217,7 @@ class Lock:
                         self._backend.withdraw(entry)
                         return None
                     self._backend.wait_any_deleted(blockers, entry, remaining)
-                    first = False
+                    blockers = None
                 entry.session.check()
                 return entry
             except SessionLost:
@@ -227,10 +228,11 @@ class Lock:
                     self._backend.withdraw(entry)
                 raise
 
-    def _enqueue(self) -> tuple[Contender, bool | None]:
+    def _enqueue(self, rule: Rule) -> tuple[Contender, list[Blocker] | None]:
         if self._style == "kazoo":
-            return self._backend.enqueue(self._path, self._data, self._kind)
-        return self._backend.enqueue(self._path, self._data, self._kind, style=self._style)  # type: ignore[call-arg]
+            return self._backend.enqueue(self._path, self._data, self._kind, rule)
+        return self._backend.enqueue(self._path, self._data, self._kind, rule,  # type: ignore[call-arg]
+                                     style=self._style)
 
     def _hold(self, entry: Contender, gate: threading.Lock | None) -> None:
         self._gate = gate

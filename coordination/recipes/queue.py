@@ -354,10 +354,10 @@ class Queue:
             return None
         top = ready[0].rsplit("/", 4)[1]
         candidates = [key for key in ready if key.rsplit("/", 4)[1] == top]
-        first = 0 if time.monotonic() >= self._contended_until else \
-            random.randrange(len(candidates))
-        candidates[0], candidates[first] = candidates[first], candidates[0]
-        candidates[1:] = random.sample(candidates[1:], len(candidates) - 1)
+        if time.monotonic() < self._contended_until:
+            random.shuffle(candidates)  # lately lost races for the head: any will do
+        else:  # the head first, then the others in random order
+            candidates[1:] = random.sample(candidates[1:], len(candidates) - 1)
         for ready_key in candidates:
             task = self._claim(ready_key)
             if task is not None:

@@ -69,6 +69,20 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def wait_drained(queue: coordination.Queue, timeout: float) -> dict[str, int]:
+    """Wait until nothing is pending, delayed, blocked or in flight in ``queue``, all in
+    one ``stats()`` reading (a task may move between two reads); return that reading.
+    Raises ``TimeoutError``."""
+    stats: dict[str, int] = {}
+
+    def drained() -> bool:
+        stats.update(queue.stats())
+        return not any(n for state, n in stats.items() if state != "dead")
+
+    _wait(drained, timeout, "queue drained")
+    return stats
+
+
 def _stop(workers: list[subprocess.Popen[bytes]], histories: list[Path], timeout: float) -> None:
     for path in histories:
         Path(str(path) + ".stop").touch()
@@ -247,13 +261,7 @@ def run_queue_scenario(cluster: LocalCluster, name: str, faults: Sequence[Fault]
         _wait(lambda: all(p.poll() is not None for p in procs), 120, "producers done")
         with coordination.connect(f"{cluster.url}/{namespace}") as coord:
             queue = coord.queue("orders")
-            stats: dict[str, int] = {}
-
-            def drained() -> bool:  # one snapshot: a task may move between two reads
-                stats.update(queue.stats())
-                return not any(n for state, n in stats.items() if state != "dead")
-
-            _wait(drained, 120, "queue drained")
+            stats = wait_drained(queue, 120)
             dead = {task.id for task in queue.dead_letters()}
     finally:
         _stop(workers + procs, histories + put_logs, timeout=ttl * 3 + 10)
