@@ -84,7 +84,7 @@ def lock_cycles(subject: Subject, contenders: int, duration: float, reps: int,
                 cluster: LocalCluster | None) -> dict[str, Any]:
     """``contenders`` threads, each with a client of its own, acquire and release one
     lock as fast as they can. Checks mutual exclusion on the way (a violation raises)."""
-    rates, handoffs, requests = [], [], []
+    rates, handoffs, requests, notifications = [], [], [], []
     for _ in range(reps):
         holds, elapsed, traffic = _lock_rep(subject, contenders, duration, cluster)
         for (_start, end), (next_start, _next_end) in zip(holds, holds[1:]):
@@ -93,20 +93,22 @@ def lock_cycles(subject: Subject, contenders: int, duration: float, reps: int,
             handoffs.append(next_start - end)
         rates.append(len(holds) / elapsed)
         if traffic is not None and holds:
-            requests.append(traffic / len(holds))
+            requests.append(traffic[0] / len(holds))
+            notifications.append(traffic[1] / len(holds))
     result: dict[str, Any] = {"rate": Figure.of(rates).as_dict()}
     if contenders > 1:
         result["handoff_p50_ms"] = percentile(handoffs, 50) * 1e3
         result["handoff_p99_ms"] = percentile(handoffs, 99) * 1e3
     if requests:
         result["requests_per_acquire"] = Figure.of(requests).median
+        result["notifications_per_acquire"] = Figure.of(notifications).median
     return result
 
 
 def _lock_rep(subject: Subject, contenders: int, duration: float, cluster: LocalCluster | None
-              ) -> tuple[list[tuple[float, float]], float, float | None]:
+              ) -> tuple[list[tuple[float, float]], float, tuple[float, float] | None]:
     """One repetition: the holds ``(acquired, released)`` in order, the time, and the
-    requests the servers received meanwhile."""
+    requests the servers received and the watch notifications they sent meanwhile."""
     name = f"l{uuid.uuid4().hex[:8]}"  # one lock, all contenders
     made = [subject.make(name) for _ in range(contenders)]
     holds: list[tuple[float, float]] = []
@@ -124,13 +126,19 @@ def _lock_rep(subject: Subject, contenders: int, duration: float, cluster: Local
         return run
 
     try:
-        before = cluster.requests() if cluster is not None else None
+        before = _traffic(cluster)
         elapsed = run_threads([loop(c) for c in made], duration)
-        after = cluster.requests() if cluster is not None else None
+        after = _traffic(cluster)
     finally:
         close_all(made)
-    traffic = None if before is None or after is None else after - before
+    traffic = None if before is None or after is None else (
+        after[0] - before[0], after[1] - before[1])
     return sorted(holds), elapsed, traffic
+
+
+def _traffic(cluster: LocalCluster | None) -> tuple[float, float] | None:
+    """``(requests received, watch notifications sent)`` by the servers so far."""
+    return None if cluster is None else (cluster.requests(), cluster.notifications())
 
 
 # --- queues -------------------------------------------------------------------------------

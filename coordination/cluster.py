@@ -391,6 +391,10 @@ class _Backend:
         """Client requests the node received so far, from its own counters."""
         raise NotImplementedError
 
+    def notifications(self, node: _Node) -> float:
+        """Watch notifications the node sent to its clients so far."""
+        raise NotImplementedError
+
 
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
 # Debian's zookeeper.jar lists its dependencies in its manifest Class-Path but has no
@@ -487,9 +491,17 @@ class _ZooKeeper(_Backend):
             return 0
 
     def requests(self, node: _Node) -> float:
+        return float(self._mntr(node).get("zk_packets_received", 0))
+
+    def notifications(self, node: _Node) -> float:
+        # Per event, the server records how many watchers it fired: these are the sums.
+        counters = self._mntr(node)
+        return sum(float(counters.get(f"zk_sum_node_{event}_watch_count", 0))
+                   for event in ("created", "deleted", "changed", "children"))
+
+    def _mntr(self, node: _Node) -> dict[str, str]:
         lines = (_four_letter(node.client_port, "mntr") or "").splitlines()
-        counters = dict(line.split("\t", 1) for line in lines if "\t" in line)
-        return float(counters.get("zk_packets_received", 0))
+        return dict(line.split("\t", 1) for line in lines if "\t" in line)
 
 
 class _Etcd(_Backend):
@@ -549,6 +561,11 @@ class _Etcd(_Backend):
         metrics = _http_text(f"{self._url(node.client_port)}/metrics") or ""
         return sum(float(v) for v in re.findall(
             r"^grpc_server_msg_received_total\{[^}]*\} (\S+)$", metrics, re.MULTILINE))
+
+    def notifications(self, node: _Node) -> float:
+        metrics = _http_text(f"{self._url(node.client_port)}/metrics") or ""
+        found = re.search(r"^etcd_debugging_mvcc_events_total (\S+)$", metrics, re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
 
 
 _BACKEND_CLASSES: dict[str, type[_Backend]] = {"zookeeper": _ZooKeeper, "etcd": _Etcd}
@@ -852,6 +869,12 @@ class LocalCluster:
         """Client requests all running nodes received so far, from the servers' own
         counters (ZooKeeper ``mntr`` packets received, etcd's gRPC messages received)."""
         return sum(self._impl.requests(node) for node in self._nodes if node.probeable())
+
+    def notifications(self) -> float:
+        """Watch notifications all running nodes sent so far, from the servers' own
+        counters (ZooKeeper ``mntr``: watchers fired per event, summed; etcd: watch
+        events sent)."""
+        return sum(self._impl.notifications(node) for node in self._nodes if node.probeable())
 
     def heal(self, timeout: float = 60.0) -> None:
         """Undo every fault: rejoin isolated nodes, resume paused ones, restart dead ones,

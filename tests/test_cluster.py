@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,8 @@ import pytest
 
 from coordination import cluster as cluster_mod
 from coordination.cluster import BACKENDS, LocalCluster
+
+from .helpers import contenders
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
@@ -276,6 +279,24 @@ def test_request_counters_grow_with_client_requests(cluster: LocalCluster, coord
     for _ in range(20):
         counter.add(1)
     assert cluster.requests() >= before + 20
+
+
+def test_notification_counters_count_each_wake_up(cluster: LocalCluster, connect) -> None:
+    """The servers' watch notification counters (used by the benchmark) see a waiter
+    woken by a release."""
+    holder, waiter = connect(), connect()
+    lock = holder.lock("notified")
+    assert lock.acquire(timeout=10)
+    waiting = waiter.lock("notified")
+    woken = threading.Thread(target=lambda: waiting.acquire(timeout=30))
+    woken.start()
+    eventually(lambda: len(contenders(holder, lock)) == 2, 10, "the waiter queued")
+    before = cluster.notifications()
+    lock.release()
+    woken.join(30)
+    assert waiting.held
+    waiting.release()
+    eventually(lambda: cluster.notifications() >= before + 1, 10, "a notification counted")
 
 
 def test_an_isolated_leader_is_replaced_and_rejoins(fault_cluster: LocalCluster) -> None:
