@@ -58,6 +58,22 @@ def test_a_stall_shows_as_one_long_gap_to_every_subscriber() -> None:
         watch.unsubscribe(other)
 
 
+def test_a_failing_subscriber_does_not_stop_the_ticks_of_the_others() -> None:
+    class Failing:
+        def on_tick(self, now: float, gap: float) -> None:
+            raise RuntimeError("bug")
+
+    watch = PauseWatch()
+    failing, other = Failing(), Recorder()
+    watch.subscribe(failing)
+    watch.subscribe(other)
+    try:
+        wait_for(lambda: len(other.ticks) >= 3, 5.0, message="ticks despite the failing one")
+    finally:
+        watch.unsubscribe(failing)
+        watch.unsubscribe(other)
+
+
 def test_many_zookeeper_clients_share_one_watch_thread(
     backend: str, connect: Callable[..., coordination.Coordinator],
 ) -> None:

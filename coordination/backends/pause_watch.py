@@ -8,10 +8,13 @@ process, about a sixth of the lock throughput.)
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 #: Seconds between ticks; a freeze shows as a gap well above it.
 TICK = 0.05
@@ -57,7 +60,10 @@ class PauseWatch:
                     return
             now = time.monotonic()
             for subscriber in subscribers:
-                subscriber.on_tick(now, now - last)
+                try:
+                    subscriber.on_tick(now, now - last)
+                except Exception:  # one subscriber's bug must not starve the others
+                    log.exception("pause watch subscriber %r failed", subscriber)
             last = now
 
 
