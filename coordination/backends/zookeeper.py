@@ -260,7 +260,7 @@ class _ZooKeeperKV:
         for _attempt in range(_SNAPSHOT_ATTEMPTS):
             seen: dict[str, int] = {}
             counts = [self._count(root, depth, seen) for root, depth in roots]
-            if all(self._pzxid(path) == pzxid for path, pzxid in seen.items()):
+            if all(self._children_stat(path)[0] == pzxid for path, pzxid in seen.items()):
                 break
         return counts
 
@@ -276,9 +276,6 @@ class _ZooKeeperKV:
             return 0
         seen[path] = int(stat.pzxid)
         return sum(self._count(f"{path}/{child}", depth - 1, seen) for child in children)
-
-    def _pzxid(self: ZooKeeperBackend, path: str) -> int:  # type: ignore[misc]
-        return self._children_stat(path)[0]
 
     def _children_stat(self: ZooKeeperBackend, path: str) -> tuple[int, int]:  # type: ignore[misc]
         """``(pzxid, number of children)`` of ``path``; ``(-1, 0)`` if it is missing."""
