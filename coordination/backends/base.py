@@ -93,6 +93,10 @@ class Head:
     token: int = -1
     revision: int = 0
 
+    def same_entry(self, other: Head) -> bool:
+        """The same leader entry with the same value (whenever each was read)."""
+        return (self.key, self.token, self.value) == (other.key, other.token, other.value)
+
 
 class Backend(abc.ABC):
     """A connection to one cluster: sessions, paths, and the contender primitives."""
@@ -216,14 +220,11 @@ class Backend(abc.ABC):
                   woken: threading.Event | None = None) -> Head | None:
         """Wait for the first change of the head of ``path`` after ``seen`` (its entry
         deleted or rewritten; or, if the queue was empty, an entry arrived) and return
-        the head right after that change; None if nothing changed within ``timeout``
+        the head as read after that change; None if nothing changed within ``timeout``
         or before ``woken`` was set (the watch sets it too). Watches the head only (or
-        the path while it is empty).
-
-        etcd replays the change from its history, so following ``next_head`` from
-        head to head sees every head, however short-lived. ZooKeeper keeps no
-        history: it returns the head current when it reads after the notification,
-        so a head that came and went within that round trip is skipped."""
+        the path while it is empty), from now: the head returned is the current one,
+        never a queue of past ones, so a head that came and went within the round trip
+        of that read may be skipped."""
 
     @abc.abstractmethod
     def _delete_entry(self, me: Contender) -> bool:

@@ -643,8 +643,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
                   woken: threading.Event | None = None) -> Head | None:
         self._wait_head_changed(path, seen, timeout, woken)
         head = self.head(path)
-        same = (head.key, head.token, head.value) == (seen.key, seen.token, seen.value)
-        return None if same else head
+        return None if head.same_entry(seen) else head
 
     def _wait_head_changed(self, path: str, seen: Head, timeout: float,
                            woken: threading.Event | None) -> None:

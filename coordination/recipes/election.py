@@ -44,11 +44,11 @@ class _Candidacy(Lock):
 
 class Observer:
     """Calls ``callback(value)`` from a background thread: once with the current
-    leader's value (None if there is none), then with the new value after every change
-    of leader, in order (None when the last candidate left). On etcd every leader is
-    reported, however short its reign (the watch replays the history); on ZooKeeper a
-    leader whose reign ended within one round trip of the previous change may be
-    skipped (the server keeps no history to replay).
+    leader's value (None if there is none), then with the leader's value as read right
+    after every change of leader (None when the last candidate left). It reports the
+    current leader, not a backlog: a reign shorter than that read may be skipped, and
+    the final leader after any churn or compaction is reported within a few round
+    trips. Errors of the server or the watch are retried, never the end of it.
     ``stop()`` ends it; it also ends when the coordinator is closed."""
 
     def __init__(self, backend: Backend, path: str, callback: Callback) -> None:
@@ -79,17 +79,20 @@ class Observer:
             try:
                 if head is None:  # the first read
                     following: Head | None = self._backend.head(self._path)
-                else:  # from head to head: each change after the one we reported
+                else:  # the head after the next change from the one we reported
                     following = self._backend.next_head(self._path, head, self._wait, self._wake)
             except ClientClosed:
                 return
-            except CoordinationError as exc:
-                log.debug("election observer: %s", exc)
+            except Exception as exc:  # nothing a watch raises may end the observer
+                if isinstance(exc, CoordinationError):
+                    log.debug("election observer: %s", exc)
+                else:
+                    log.exception("election observer: unexpected error; observing on")
                 self._stopped.wait(0.1)
                 continue
             if following is None:
                 continue
-            if (head is None or _ident(following) != _ident(head)) and not self._stopped.is_set():
+            if (head is None or not following.same_entry(head)) and not self._stopped.is_set():
                 self._report(following)
             head = following
 
@@ -98,10 +101,6 @@ class Observer:
             self._callback(None if head.key is None else head.value)
         except Exception:  # a user callback must not end the observer
             log.exception("election observer callback %r failed", self._callback)
-
-
-def _ident(head: Head) -> tuple[str | None, int, bytes]:
-    return head.key, head.token, head.value
 
 
 class Election:

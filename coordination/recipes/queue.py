@@ -374,8 +374,10 @@ class Queue:
         if h.get("state") in ("done", "dead"):
             return None  # a stale listing: the ready key is gone already
         session = self._backend.session()
-        h["state"] = "claimed"
-        h["claims"] = h.get("claims", 0) + 1
+        # Who won is decided by this claim's own nonce, never by the session: the threads
+        # of one coordinator share its session, and each must know its own claim.
+        nonce = uuid.uuid4().hex[:12]
+        h.update(state="claimed", claims=h.get("claims", 0) + 1, n=nonce)
         # The ready key must still be there: its delete alone would not fail on etcd.
         checks: list[Check] = [Version(record.key, record.version), Absent(self._k("c", task_id)),
                                Present(ready_key)]
@@ -383,28 +385,30 @@ class Queue:
             Delete(ready_key),
             Update(record.key, self._pack(h, data)),
             Create(self._k("f", task_id), b""),
-            Create(self._k("c", task_id), str(session.id).encode(), ephemeral=True),
+            Create(self._k("c", task_id), f"{session.id}:{nonce}".encode(), ephemeral=True),
         ]
         try:
             stamp = self._backend.kv_commit(checks, ops, session)
         except OutcomeUnknown:
-            claim = self._backend.kv_get(self._k("c", task_id))
-            if claim is None or claim.value != str(session.id).encode():
-                return None
-            stamp = None
-        if stamp is not None:  # we know what we wrote: no need to read it back
-            written = self._backend.kv_written_version
-            task = Task(self, h, data, written(stamp, record), stamp, written(stamp, None))
-            task._session = session  # type: ignore[attr-defined]
-            return task
-        # Lost the race, or (after an unknown outcome) verify that we won it.
-        claim = self._backend.kv_get(self._k("c", task_id))
-        if claim is None or claim.value != str(session.id).encode() or not session.alive:
+            return self._claimed_by_us(record.key, task_id, nonce, session)
+        if stamp is None:
+            return None  # a check failed: another consumer (maybe another thread) won
+        written = self._backend.kv_written_version
+        task = Task(self, h, data, written(stamp, record), stamp, written(stamp, None))
+        task._session = session  # type: ignore[attr-defined]
+        return task
+
+    def _claimed_by_us(self, record_key: str, task_id: str, nonce: str, session: Any) -> Task | None:
+        """After a lost reply: our claim, read back, if it applied and still holds. The
+        record carries the nonce of the claim that wrote it last."""
+        if self._backend.kv_get(self._k("c", task_id)) is None or not session.alive:
             return None
-        current = self._backend.kv_get(record.key)
+        current = self._backend.kv_get(record_key)
         if current is None:
             return None
         h, data = self._unpack(current.value)
+        if h.get("state") != "claimed" or h.get("n") != nonce:
+            return None
         task = Task(self, h, data, current.version, current.stamp)
         task._session = session  # type: ignore[attr-defined]
         return task
