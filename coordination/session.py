@@ -107,6 +107,17 @@ class Session:
 
     # --- called by the backend only ----------------------------------------------------
 
+    def disown(self) -> None:
+        """In a forked child: this generation is the parent's, and reads as lost here.
+        No listener runs (they serve the parent's work); the guards are new, as a
+        parent's thread may have held them at the fork."""
+        self._guard = threading.Lock()
+        self._listeners, self._wakers = [], set()
+        self._state = SessionState.LOST
+        self.lost_at = time.monotonic()
+        self.lost = threading.Event()
+        self.lost.set()
+
     def set_state(self, state: SessionState) -> None:
         """Move to ``state``; LOST and CLOSED are final. Runs listeners and wakers."""
         with self._guard:

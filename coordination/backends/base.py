@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from ..config import Config
 from ..errors import ClientClosed, CoordinationError, SessionLost
 from ..session import Session, SessionState
+from . import fork
 from .kv import Check, Entry, Op
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,10 @@ class Backend(abc.ABC):
         self._orphans_guard = threading.Lock()
         self._next_sweep = 0.0
         self._listeners: list[Any] = []
+        self._inherited = False  # in a forked child, not connected on its own yet
+        self._fork_guard = threading.RLock()
+        self._reopening = False
+        fork.track(self)
 
     # --- sessions ----------------------------------------------------------------------
 
@@ -139,8 +144,44 @@ class Backend(abc.ABC):
                 log.exception("listener %r failed", listener)
 
     def _check_open(self) -> None:
+        """Raise ``ClientClosed`` after ``close()``; in a forked child, connect first."""
         if self.closed:
             raise ClientClosed("the coordinator is closed")
+        if self._inherited:
+            self._connect_in_child()
+
+    # --- fork (see fork.py) ------------------------------------------------------------
+
+    def inherit(self) -> None:
+        """In a forked child, right after the fork (one thread; nothing may block): the
+        parent's sessions, gates and pending removals stay the parent's."""
+        self._inherited = True
+        self._fork_guard = threading.RLock()
+        self._reopening = False
+        self._gates, self._gates_guard = {}, threading.Lock()
+        self._orphans, self._orphans_guard = [], threading.Lock()
+        self._disown_parent()
+
+    def _connect_in_child(self) -> None:
+        with self._fork_guard:
+            if not self._inherited or self._reopening:
+                return  # done by another thread, or this one is doing it
+            self._reopening = True
+            try:
+                self._reconnect_in_child()
+                self._inherited = False
+            finally:
+                self._reopening = False
+
+    @abc.abstractmethod
+    def _disown_parent(self) -> None:
+        """Part of ``inherit``: fresh guards; the current session reads as lost here
+        (``Session.disown``). The parent's client is neither used nor closed."""
+
+    @abc.abstractmethod
+    def _reconnect_in_child(self) -> None:
+        """Open a client and a session of the child's own (``connect_timeout``);
+        ``fork.abandon`` the parent's client."""
 
     # --- paths -------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from tenacity import RetryError, Retrying, retry_if_exception, stop_after_delay,
 from ..config import Config
 from ..errors import BackendUnavailable, CoordinationError, InvalidArgument, SessionLost
 from ..session import Session, SessionState
+from . import fork
 from .base import MUTEX, Backend, Blocker, Contender, Head, Rule
 from .etcd_dirs import Directories, marker_ops
 from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Present
@@ -201,18 +202,23 @@ class EtcdBackend(_EtcdKV, Backend):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self._guard = threading.RLock()
+        self._ttl = max(1, math.ceil(config.session_ttl))
+        self._dirs = Directories(self._range_keys, self._index_txn)
+        self._connect()
+
+    def _connect(self) -> None:
+        """A client, a lease, and the thread that keeps the lease alive."""
         endpoints = []
-        for endpoint in config.endpoints:
+        for endpoint in self.config.endpoints:
             host, port = endpoint.rsplit(":", 1)
             endpoints.append(pyetcd.Endpoint(host, int(port), secure=False, time_retry=0.5))
         self._client = pyetcd.MultiEndpointEtcd3Client(
-            endpoints=endpoints, timeout=min(RPC_TIMEOUT, config.request_timeout), failover=True
+            endpoints=endpoints, timeout=min(RPC_TIMEOUT, self.config.request_timeout),
+            failover=True,
         )
-        self._ttl = max(1, math.ceil(config.session_ttl))
-        self._dirs = Directories(self._range_keys, self._index_txn)
         self._wake_keepalive = threading.Event()
         try:
-            self._session = self._grant(config.connect_timeout)
+            self._session = self._grant(self.config.connect_timeout)
         except BackendUnavailable:
             self._client.close()
             raise
@@ -220,6 +226,14 @@ class EtcdBackend(_EtcdKV, Backend):
             target=self._keepalive_loop, name="coordination-etcd-keepalive", daemon=True
         )
         self._keepalive.start()
+
+    def _disown_parent(self) -> None:
+        self._guard = threading.RLock()
+        self._session.disown()
+
+    def _reconnect_in_child(self) -> None:
+        fork.abandon(self._client)
+        self._connect()
 
     # --- the one place for retries and error translation -------------------------------
 
@@ -361,6 +375,9 @@ class EtcdBackend(_EtcdKV, Backend):
     def close(self) -> None:
         with self._guard:
             if self.closed:
+                return
+            if self._inherited:  # a forked child's copy: the client is the parent's
+                self.closed = True
                 return
             session = self._session
             if session.alive:

@@ -9,6 +9,7 @@ process, about a sixth of the lock throughput.)
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import weakref
@@ -31,6 +32,12 @@ class PauseWatch:
     runs while there are any."""
 
     def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        """Also in a forked child: the parent's thread, guard and subscribers are not
+        the child's (its backends subscribe again when they reconnect)."""
         self._guard = threading.Lock()
         self._subscribers: weakref.WeakSet[Ticked] = weakref.WeakSet()
         self._thread: threading.Thread | None = None
@@ -38,7 +45,6 @@ class PauseWatch:
     def subscribe(self, subscriber: Ticked) -> None:
         with self._guard:
             self._subscribers.add(subscriber)
-            # not alive after a fork too: the child has no copy of the thread
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="coordination-pause-watch", daemon=True

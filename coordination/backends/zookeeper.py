@@ -40,6 +40,7 @@ from kazoo.retry import KazooRetry, RetryFailedError
 from ..config import Config
 from ..errors import BackendUnavailable, ClientClosed, CoordinationError, SessionLost
 from ..session import Session, SessionState
+from . import fork
 from .base import MUTEX, Backend, Blocker, Contender, Head, Rule
 from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Present, Update
 from .pause_watch import PAUSE_WATCH
@@ -318,6 +319,20 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
 
     # --- client and session lifecycle --------------------------------------------------
 
+    def _disown_parent(self) -> None:
+        self._guard = threading.RLock()
+        self._replace_guard = threading.Lock()
+        self._loss_timer = None  # its thread is the parent's
+        self._session.disown()
+
+    def _reconnect_in_child(self) -> None:
+        fork.abandon(self._client)
+        client = self._open_client(self.config.connect_timeout)
+        with self._guard:
+            self._client, self._discarded = client, False
+            self._session = self._new_session(client)
+        PAUSE_WATCH.subscribe(self)
+
     def _open_client(self, timeout: float) -> KazooClient:
         client = KazooClient(
             hosts=",".join(self.config.endpoints),
@@ -452,6 +467,8 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
             if self.closed:
                 return
             self.closed = True
+            if self._inherited:  # a forked child's copy: the client is the parent's
+                return
             self._cancel_loss_timer()
             PAUSE_WATCH.unsubscribe(self)
             session, client = self._session, self._client

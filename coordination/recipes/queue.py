@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import threading
 import time
@@ -83,6 +84,11 @@ class _Clock:
 
     def __init__(self) -> None:
         self._last = 0
+        self._guard = threading.Lock()
+        # A thread of the parent may hold the guard at a fork: the child's is new.
+        os.register_at_fork(after_in_child=self._new_guard)
+
+    def _new_guard(self) -> None:
         self._guard = threading.Lock()
 
     def next(self) -> int:
