@@ -42,9 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="coordination-chaos-"))
     failures = rounds = 0
     started = time.monotonic()
-    skipped = set() if peercut.unavailable() is None else nemesis.PEER_CUTS
+    skipped = set() if peercut.unavailable() is None else set(nemesis.PEER_CUTS)
     if skipped:
         print(f"not scheduled: {', '.join(sorted(skipped))} ({peercut.unavailable()})")
+    if args.backend != "etcd":
+        skipped |= nemesis.ETCD_ONLY
+        print(f"not scheduled: {', '.join(sorted(nemesis.ETCD_ONLY))} (etcd only)")
     with LocalCluster(args.backend, nodes=3, workdir=workdir / "cluster",
                       cgroups=True) as cluster:
         while time.monotonic() - started < args.duration:

@@ -73,6 +73,52 @@ def test_queue_checker() -> None:
                                                             {"in_flight": 1}, set()))
 
 
+def _claim(tid: int, token: int, got: float, settled: float | None, op: str = "ack",
+           error: str | None = None, task: str = "t1", pid: int = 7) -> list[dict]:
+    """A claim of ``task`` by thread ``tid`` of ``pid``: its get returned at ``got``; its
+    settle began at ``settled`` (None: the worker died first) and raised ``error``."""
+    events = [{"op": "claim", "pid": pid, "tid": tid, "id": task, "token": token,
+               "t0": got - 0.01, "t1": got}]
+    if settled is not None:
+        events.append({"op": op, "pid": pid, "tid": tid, "id": task, "token": token,
+                       "ok": error is None, "error": error, "t0": settled, "t1": settled + 0.01})
+    return events
+
+
+def test_exclusive_delivery_checker() -> None:
+    check = checkers.check_exclusive_delivery
+    sequential = _claim(0, 10, 1.0, 2.0, "nack") + _claim(1, 11, 2.5, 3.0)
+    assert check(sequential) == []
+    # Two threads of one process hold the task at once, and both settle fine (issue 14).
+    overlapping = _claim(0, 10, 1.0, 2.0) + _claim(1, 11, 1.5, 2.5)
+    assert any("while pid 7 thread 0 held it" in p for p in check(overlapping))
+    # The first claim was lost (its ack says so): the task was handed out again.
+    lost = _claim(0, 10, 1.0, 2.0, error="ClaimLost") + _claim(1, 11, 1.5, 2.5)
+    assert check(lost) == []
+    uncertain = _claim(0, 10, 1.0, 2.0, error="UncertainOutcome") + _claim(1, 11, 1.5, 2.5)
+    assert check(uncertain) == []
+    killed = _claim(0, 10, 1.0, None) + _claim(0, 11, 1.5, 2.5, pid=8)
+    assert check(killed) == []
+    # The later claim's fate does not matter: it was handed out during a held claim.
+    assert check(_claim(0, 10, 1.0, 2.0) + _claim(1, 11, 1.5, 2.5, error="ClaimLost"))
+    # One claim (one token) in two hands is a violation whatever happened next.
+    twice = _claim(0, 10, 1.0, 2.0, error="ClaimLost") + _claim(1, 10, 1.1, 2.5)
+    assert any("delivered twice" in p for p in check(twice))
+    # Other tasks, and settles matched to their own thread's claim, are independent.
+    interleaved = (_claim(0, 10, 1.0, 2.0) + _claim(1, 12, 1.5, 2.5, task="t2")
+                   + _claim(1, 13, 3.0, 3.5))
+    interleaved.sort(key=lambda e: e["t0"])
+    assert check(interleaved) == []
+
+
+def test_observers_checker() -> None:
+    events = [{"op": "observed", "pid": 1, "value": "worker-2", "t": 5.0},
+              {"op": "observed", "pid": 2, "value": None, "t": 3.0}]
+    assert checkers.check_observers(events, 4.0, [1]) == []
+    assert any("silent" in p for p in checkers.check_observers(events, 4.0, [1, 2]))
+    assert any("nothing" in p for p in checkers.check_observers(events, 4.0, [3]))
+
+
 def test_inventory_checker() -> None:
     assert checkers.check_inventory(10, 7, 3) == []
     assert checkers.check_inventory(10, 8, 3)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,83 @@ def check_queue(events: list[Event], stats: dict[str, int], dead: set[str]) -> l
             problems.append(f"key {key} delivered out of order: {numbers}")
     if stats.get("in_flight") or stats.get("pending") or stats.get("delayed"):
         problems.append(f"not drained: {stats}")
+    return problems
+
+
+def queue_claims(events: list[Event]) -> list[Event]:
+    """Every ``claim`` event, with its settle (the ``ack``/``nack`` that the same worker
+    thread recorded next, for the same task) under ``"settle"``, or None: the worker was
+    killed before settling, or stopped first."""
+    result: list[Event] = []
+    open_claims: dict[tuple[int, int], Event] = {}
+    for event in events:
+        thread = (event.get("pid", 0), event.get("tid", 0))
+        if event["op"] == "claim":
+            claim = {**event, "settle": None}
+            open_claims[thread] = claim
+            result.append(claim)
+        elif event["op"] in ("ack", "nack"):
+            opened = open_claims.pop(thread, None)
+            if opened is not None and opened["id"] == event["id"]:
+                opened["settle"] = event
+    return result
+
+
+def _who(claim: Event) -> str:
+    return f"pid {claim.get('pid')} thread {claim.get('tid', 0)}"
+
+
+def check_exclusive_delivery(events: list[Event]) -> list[str]:
+    """Two claims of one task never overlap in time unless the earlier one was lost.
+
+    A claim runs from its ``get``'s return (``t1``) to the start of its settle (``t0``).
+    Claims are ordered by token, the stamp of the claim's commit: if the earlier one's
+    settle succeeded, the server checked that it was still the task's claim when the
+    settle committed, so a later claim whose ``get`` returned before that settle began
+    was handed out while the earlier one held. An earlier claim that was not settled
+    (worker killed) or whose settle failed (``ClaimLost`` after a session loss, a pause,
+    ``UncertainOutcome``, the servers unreachable) may have been lost: it excuses the
+    overlap. One claim token delivered to two ``get`` calls is a violation whatever
+    became of them: the same claim in two hands (issue 14)."""
+    problems = []
+    by_task: dict[str, list[Event]] = defaultdict(list)
+    for claim in queue_claims(events):
+        if "t1" in claim:
+            by_task[claim["id"]].append(claim)
+    for task_id, claims in sorted(by_task.items()):
+        claims.sort(key=lambda c: (c["token"], c["t1"]))
+        for first, later in combinations(claims, 2):
+            if first["token"] == later["token"]:
+                problems.append(f"task {task_id}: claim token {first['token']} delivered twice, "
+                                f"to {_who(first)} at {first['t1']:.3f} and to {_who(later)} "
+                                f"at {later['t1']:.3f}")
+                continue
+            settle = first["settle"]
+            if settle is None or not settle.get("ok"):
+                continue
+            if later["t1"] < settle["t0"]:
+                problems.append(
+                    f"task {task_id}: {_who(later)} got it (token {later['token']}) at "
+                    f"{later['t1']:.3f} while {_who(first)} held it (token {first['token']}) "
+                    f"from {first['t1']:.3f} until its {settle['op']} at {settle['t0']:.3f}")
+    return problems
+
+
+def check_observers(events: list[Event], since: float, pids: Iterable[int]) -> list[str]:
+    """Election observers keep reporting: while leaders go on changing after the faults,
+    the observer of each worker in ``pids`` reported a change after ``since`` (one that
+    went silent, e.g. on a watch from a compacted revision, does not)."""
+    last: dict[int, float] = {}
+    for event in events:
+        if event["op"] == "observed":
+            last[event["pid"]] = max(event["t"], last.get(event["pid"], event["t"]))
+    problems = []
+    for pid in pids:
+        if pid not in last:
+            problems.append(f"the observer of pid {pid} reported nothing")
+        elif last[pid] < since:
+            problems.append(f"the observer of pid {pid} went silent at {last[pid]:.3f}, before "
+                            f"the faults ended at {since:.3f}, while leaders went on changing")
     return problems
 
 

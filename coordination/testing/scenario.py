@@ -8,6 +8,7 @@ the checkers read the recorded histories and the servers' final state.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
@@ -115,6 +116,8 @@ class _Run:
         self.url = f"{self.proxies.url}/{self.namespace}?session_ttl={self.ttl}&request_timeout=10"
         self.procs: list[subprocess.Popen[bytes]] = []
         self.histories: list[Path] = []
+        self.faults_ended = 0.0  # monotonic
+        self.alive_after_faults: list[int] = []  # pids
 
     def spawn(self, kind: str, history: str, positional: Sequence[str],
               options: Sequence[str] = ()) -> None:
@@ -123,17 +126,24 @@ class _Run:
         self.histories.append(path)
         self.procs.append(_spawn([kind, self.url, *positional, str(path), *options]))
 
-    def inject(self, faults: Sequence[Fault], progress: str) -> list[str]:
+    def inject(self, faults: Sequence[Fault], progress: str,
+               caught_up: Callable[[], bool] | None = None) -> list[str]:
         """Wait for progress, inject the faults one after the other, wait for progress
-        again, stop the workers; what the faults did."""
+        again (and up to 20 s for ``caught_up()``, which a checker then judges), stop the
+        workers; what the faults did."""
         ctx = Context(self.cluster, self.proxies, self.ttl, self.procs, self.histories,
                       random.Random(self.seed))
         try:
             _wait(lambda: _count(self.histories, progress) >= 3, 60, f"first {progress}s")
             done = [fault(ctx) for fault in faults]
+            self.faults_ended = time.monotonic()
+            self.alive_after_faults = [p.pid for p in self.procs if p.poll() is None]
             before = _count(self.histories, progress)
             _wait(lambda: _count(self.histories, progress) >= before + 3, 60,
                   "progress after the faults")
+            if caught_up is not None:
+                with contextlib.suppress(TimeoutError):
+                    _wait(caught_up, 20, "caught up")
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}\n{self.diagnose()}") from None
         finally:
@@ -198,7 +208,13 @@ def run_recipe_scenario(cluster: LocalCluster, recipe: str, name: str, faults: S
             coord.counter("stock").set(STOCK)
     for i in range(workers):
         run.spawn(kind, f"{kind}{i}", ["stock"], extra)
-    done = run.inject(faults, "add" if recipe == "counter" else "release")
+
+    def observers() -> list[str]:
+        return checkers.check_observers(checkers.load(run.histories), run.faults_ended,
+                                        run.alive_after_faults)
+
+    done = run.inject(faults, "add" if recipe == "counter" else "release",
+                      (lambda: not observers()) if recipe == "election" else None)
     events = checkers.load(run.histories)
     checks = {"typed errors": checkers.check_errors_typed(events),
               "workers exited cleanly": run.exits()}
@@ -211,6 +227,7 @@ def run_recipe_scenario(cluster: LocalCluster, recipe: str, name: str, faults: S
             checks["at most permits holders"] = checkers.check_capacity(events, permits)
         else:
             checks["one leader at a time"] = checkers.check_lock_holds(events)
+            checks["observers keep reporting"] = observers()
 
         def path(coord: coordination.Coordinator) -> str:
             if recipe == "semaphore":
@@ -242,22 +259,30 @@ def _orphans(cluster: LocalCluster, namespace: str, ttl: float,
 
 def run_queue_scenario(cluster: LocalCluster, name: str, faults: Sequence[Fault], workdir: Path,
                        ttl: float = 2.0, producers: int = 2, consumers: int = 3,
-                       count: int = 60, seed: int = 0) -> Verdict:
-    """Producers put keyed and plain tasks with their own ids, consumers ack them."""
+                       count: int = 60, seed: int = 0, threads: int = 3,
+                       nack: float = 0.1) -> Verdict:
+    """Producers put keyed and plain tasks with their own ids; consumer processes of
+    ``threads`` threads each, sharing one coordinator, ack them (and nack a ``nack``
+    fraction of the claims)."""
     run = _Run(cluster, workdir, ttl, seed)  # the links and namespace; the workers are ours
     proxies, namespace, url = run.proxies, run.namespace, run.url
     put_logs = [workdir / f"producer{i}.jsonl" for i in range(producers)]
     histories = [workdir / f"consumer{i}.jsonl" for i in range(consumers)]
     procs = [_spawn(["produce", url, "orders", str(h), "--count", str(count), "--keys", "5"])
              for h in put_logs]
-    workers = [_spawn(["consume", url, "orders", str(h)]) for h in histories]
+
+    def consumer(history: Path) -> subprocess.Popen[bytes]:
+        return _spawn(["consume", url, "orders", str(history), "--threads", str(threads),
+                       "--nack", str(nack)])
+
+    workers = [consumer(h) for h in histories]
     ctx = Context(cluster, proxies, ttl, workers, histories, random.Random(seed))
     try:
         _wait(lambda: _count(histories, "ack") >= 5, 60, "first acks")
         done = [fault(ctx) for fault in faults]
         for i, worker in enumerate(workers):  # replace consumers a fault killed
             if worker.poll() is not None:
-                workers[i] = _spawn(["consume", url, "orders", str(histories[i])])
+                workers[i] = consumer(histories[i])
         _wait(lambda: all(p.poll() is not None for p in procs), 120, "producers done")
         with coordination.connect(f"{cluster.url}/{namespace}") as coord:
             queue = coord.queue("orders")
@@ -269,6 +294,7 @@ def run_queue_scenario(cluster: LocalCluster, name: str, faults: Sequence[Fault]
     events = checkers.load(put_logs + histories)
     checks = {
         "total queue": checkers.check_queue(events, stats, dead),
+        "exclusive delivery": checkers.check_exclusive_delivery(events),
         "typed errors": checkers.check_errors_typed(events),
         "workers exited cleanly": [f"worker exit code {p.returncode}" for p in workers + procs
                                    if p.returncode not in (0, -9)],

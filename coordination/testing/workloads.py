@@ -2,7 +2,7 @@
 
     python -m coordination.testing.workloads lock URL SKU DB OUT [--hold S] [--unfenced]
     python -m coordination.testing.workloads produce URL QUEUE OUT --count N [--keys K]
-    python -m coordination.testing.workloads consume URL QUEUE OUT
+    python -m coordination.testing.workloads consume URL QUEUE OUT [--threads T] [--nack F]
     python -m coordination.testing.workloads semaphore URL NAME OUT [--permits P]
     python -m coordination.testing.workloads elect URL NAME OUT
     python -m coordination.testing.workloads count URL NAME OUT
@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,18 +34,24 @@ T = TypeVar("T")
 
 
 class Recorder:
+    """Appends events to ``out``, one JSON line each, from any thread of the worker."""
+
     def __init__(self, out: str) -> None:
         self.stop_file = Path(out + ".stop")
         self._file: TextIO = open(out, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
+        self._guard = threading.Lock()
         self.pid = os.getpid()
+        self.failure: BaseException | None = None  # of a worker thread: ends the others
 
     def __call__(self, **event: Any) -> None:
         event.setdefault("pid", self.pid)
-        self._file.write(json.dumps(event) + "\n")
+        line = json.dumps(event) + "\n"
+        with self._guard:  # whole lines: a torn one is only a killed worker's last
+            self._file.write(line)
 
     @property
     def stopping(self) -> bool:
-        return self.stop_file.exists()
+        return self.failure is not None or self.stop_file.exists()
 
 
 def _until_ok(record: Recorder, make: Callable[[], T]) -> T:
@@ -159,10 +167,16 @@ def run_semaphore(args: argparse.Namespace) -> None:
 
 
 def run_elect(args: argparse.Namespace) -> None:
-    """Campaign, lead for a while (checking ``is_leader``), resign."""
+    """Campaign, lead for a while (checking ``is_leader``), resign; meanwhile observe
+    the election and record every change the observer reports."""
     record = Recorder(args.out)
     coord = _connect(args.url, record)
     election = coord.election(args.name)
+
+    def observed(value: bytes | None) -> None:
+        record(op="observed", value=None if value is None else value.decode(), t=time.monotonic())
+
+    observer = _until_ok(record, lambda: election.observe(observed))
 
     def resign() -> str:
         lost = not election.is_leader
@@ -174,7 +188,10 @@ def run_elect(args: argparse.Namespace) -> None:
             return None
         return _Hold(election._candidacy, resign, lambda: election.is_leader)  # type: ignore[arg-type]
 
-    _hold_loop(record, coord, take, args.hold)
+    try:
+        _hold_loop(record, coord, take, args.hold)
+    finally:
+        observer.stop()
 
 
 def run_count(args: argparse.Namespace) -> None:
@@ -218,28 +235,62 @@ def run_produce(args: argparse.Namespace) -> None:
     coord.close()
 
 
-def run_consume(args: argparse.Namespace) -> None:
-    record = Recorder(args.out)
-    coord = _connect(args.url, record)
-    queue = coord.queue(args.queue, max_attempts=1000)
+def _consume(record: Recorder, queue: coordination.Queue, tid: int, work: float,
+             nack: float) -> None:
+    """One consumer thread: claim, work, ack (or nack a fraction of the claims)."""
+    rng = random.Random(f"{record.pid}-{tid}")
     while not record.stopping:
+        t0 = time.monotonic()
         try:
             task = queue.get(timeout=0.5)
         except CoordinationError as exc:
-            record(op="get", ok=False, error=type(exc).__name__)
+            record(op="get", tid=tid, ok=False, error=type(exc).__name__, t0=t0,
+                   t1=time.monotonic())
             time.sleep(0.05)
             continue
         if task is None:
             continue
-        record(op="claim", id=task.id, key=task.key, data=task.data.decode(), token=task.token,
-               attempts=task.attempts, t=time.monotonic())
-        time.sleep(args.work)
+        record(op="claim", tid=tid, id=task.id, key=task.key, data=task.data.decode(),
+               token=task.token, attempts=task.attempts, t0=t0, t1=time.monotonic())
+        time.sleep(work)
+        op = "nack" if rng.random() < nack else "ack"
+        t2 = time.monotonic()
         try:
-            task.ack()
-            record(op="ack", id=task.id, ok=True)
+            if op == "ack":
+                task.ack()
+            else:
+                task.nack(error="chaos nack")
+            record(op=op, tid=tid, id=task.id, token=task.token, ok=True, t0=t2,
+                   t1=time.monotonic())
         except CoordinationError as exc:
-            record(op="ack", id=task.id, ok=False, error=type(exc).__name__)
+            record(op=op, tid=tid, id=task.id, token=task.token, ok=False,
+                   error=type(exc).__name__, t0=t2, t1=time.monotonic())
+
+
+def run_consume(args: argparse.Namespace) -> None:
+    """THREADS consumer threads sharing one coordinator (issue 14: one session); threads
+    0 and 1 also share one Queue object, the others have one each."""
+    record = Recorder(args.out)
+    coord = _connect(args.url, record)
+    shared = coord.queue(args.queue, max_attempts=1000)
+    queues = [shared if i < 2 else coord.queue(args.queue, max_attempts=1000)
+              for i in range(args.threads)]
+
+    def run(tid: int) -> None:
+        try:
+            _consume(record, queues[tid], tid, args.work, args.nack)
+        except BaseException as exc:
+            record.failure = record.failure or exc  # the other threads stop
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"consumer-{i}")
+               for i in range(args.threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     coord.close()
+    if record.failure is not None:
+        raise record.failure
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -260,6 +311,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("url", "queue", "out"):
         consume.add_argument(name)
     consume.add_argument("--work", type=float, default=0.002)
+    consume.add_argument("--threads", type=int, default=1)
+    consume.add_argument("--nack", type=float, default=0.0, help="fraction of claims nacked")
     for kind in ("semaphore", "elect", "count"):
         recipe = sub.add_parser(kind)
         for name in ("url", "name", "out"):

@@ -21,7 +21,7 @@ FAULTS = [*nemesis.SERVER_FAULTS, *nemesis.NETWORK_FAULTS, *nemesis.LOCK_CLIENT_
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_lock_survives(fault_cluster: LocalCluster, fault: str, tmp_path: Path) -> None:
-    skip_unless_possible(fault)
+    skip_unless_possible(fault, fault_cluster.backend)
     verdict = run_lock_scenario(fault_cluster, fault, [nemesis.ALL_FAULTS[fault]], tmp_path)
     assert verdict.ok, verdict.report()
 

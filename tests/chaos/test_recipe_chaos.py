@@ -1,6 +1,7 @@
 """Counter, semaphore and election under a leader kill and a client pause past the
-session TTL, on both backends: no update lost or doubled, never more than ``permits``
-holders, one leader at a time, nothing left of dead sessions."""
+session TTL (and election under etcd compaction), on both backends: no update lost or
+doubled, never more than ``permits`` holders, one leader at a time, observers that keep
+reporting, nothing left of dead sessions."""
 
 from __future__ import annotations
 
@@ -12,17 +13,20 @@ from coordination.cluster import LocalCluster
 from coordination.testing import nemesis
 from coordination.testing.scenario import run_recipe_scenario
 
+from . import skip_unless_possible
+
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 #: The client pause aims at a holder inside its critical section where there is one.
 CASES = [("counter", "leader-kill"), ("counter", "worker-pause"),
          ("semaphore", "leader-kill"), ("semaphore", "holder-pause"),
-         ("election", "leader-kill"), ("election", "holder-pause")]
+         ("election", "leader-kill"), ("election", "holder-pause"), ("election", "compaction")]
 
 
 @pytest.mark.parametrize(("recipe", "fault"), CASES)
 def test_recipe_survives(fault_cluster: LocalCluster, recipe: str, fault: str,
                          tmp_path: Path) -> None:
+    skip_unless_possible(fault, fault_cluster.backend)
     verdict = run_recipe_scenario(fault_cluster, recipe, fault, [nemesis.ALL_FAULTS[fault]],
                                   tmp_path)
     assert verdict.ok, verdict.report()
