@@ -1,11 +1,14 @@
 """Connection settings: one dataclass, read from a URL, a TOML file or the environment.
 
 URL form: ``etcd://host:port,host:port/namespace?session_ttl=2`` (scheme ``etcd``,
-``zookeeper`` or ``zk``). TOML form::
+``zookeeper`` or ``zk``), with ``user:password@`` before the hosts and the security
+settings as parameters (``?tls=true&ca=/etc/ca.pem``). TOML form::
 
     backend = "etcd"          # or "zookeeper"
     namespace = "shop"
     session_ttl = 10          # seconds: ZooKeeper session timeout / etcd lease TTL
+    tls = true                # and ca, cert, key, key_password, server_name
+    username = "shop"         # and password, or password_file, or $COORDINATION_PASSWORD
     [etcd]
     endpoints = ["127.0.0.1:2379"]
     [zookeeper]
@@ -23,7 +26,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .errors import ConfigError, InvalidName
 from .names import validate_name
@@ -40,6 +43,16 @@ DEFAULT_PORTS = {"zookeeper": 2181, "etcd": 2379}
 ENV_VAR = "COORDINATION_CONFIG"
 DEFAULT_FILE = "coordination.toml"
 _TUNABLES = ("session_ttl", "connect_timeout", "request_timeout")
+#: Security settings that a URL may carry as parameters (secrets may not: a password
+#: goes in ``user:password@``, a file or the environment; a key password in TOML).
+_URL_SECURITY = ("tls", "ca", "cert", "key", "server_name", "password_file", "acl")
+_SECURITY = (*_URL_SECURITY, "username", "password", "key_password")
+PASSWORD_ENV = "COORDINATION_PASSWORD"
+KEY_PASSWORD_ENV = "COORDINATION_KEY_PASSWORD"
+#: ZooKeeper ACLs of the nodes we create: ``private`` (only identities of the creating
+#: session), ``public-read`` (private, and anyone may read), ``open`` (anyone may do
+#: anything: ZooKeeper's OPEN_ACL_UNSAFE). Default: private once credentials are given.
+ACLS = ("private", "public-read", "open")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +72,23 @@ class Config:
     session_ttl: float = 10.0
     connect_timeout: float = 10.0
     request_timeout: float = 15.0
+    #: TLS to the servers; implied by ``ca``, ``cert`` or ``key``. The server's
+    #: certificate must be signed by ``ca`` (else the system's CAs) and issued to the
+    #: host we connect by, or to ``server_name``. ``cert``/``key``: our client certificate.
+    tls: bool = False
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    key_password: str | None = dataclasses.field(default=None, repr=False)
+    server_name: str | None = None
+    #: etcd user / ZooKeeper digest identity. ``password_file``: read the password from
+    #: there; with neither, ``$COORDINATION_PASSWORD``.
+    username: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+    password_file: str | None = None
+    #: ZooKeeper ACL of the nodes we create (see ``ACLS``); None: private once
+    #: credentials (a username or a client certificate) are given, else open.
+    acl: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -81,6 +111,48 @@ class Config:
             if not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{field} must be a positive number of seconds, got {value!r}")
             object.__setattr__(self, field, float(value))
+        self._check_security()
+
+    def _check_security(self) -> None:
+        for field in ("ca", "cert", "key", "key_password", "server_name", "username",
+                      "password", "password_file"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"{field} must be a non-empty string")
+        if not isinstance(self.tls, bool):
+            raise ConfigError(f"tls must be true or false, got {self.tls!r}")
+        for field in ("ca", "cert", "key"):
+            path = getattr(self, field)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"{field} file {path!r} not found")
+        if (self.cert is None) != (self.key is None):
+            raise ConfigError("cert and key go together: give both or neither")
+        if self.ca or self.cert or self.server_name:
+            object.__setattr__(self, "tls", True)
+        if self.key_password is None and self.key is not None:
+            object.__setattr__(self, "key_password", os.environ.get(KEY_PASSWORD_ENV) or None)
+        if self.password is not None and self.password_file is not None:
+            raise ConfigError("give password or password_file, not both")
+        if self.password_file is not None:
+            object.__setattr__(self, "password", _read_secret(self.password_file))
+        elif self.password is None and self.username is not None:
+            object.__setattr__(self, "password", os.environ.get(PASSWORD_ENV) or None)
+        if self.password is not None and self.username is None:
+            raise ConfigError("a password needs a username")
+        if self.username is not None and self.password is None:
+            raise ConfigError(f"no password for user {self.username!r}: set password, "
+                              f"password_file or ${PASSWORD_ENV}")
+        if self.acl is None:
+            object.__setattr__(self, "acl", "private" if self.has_credentials else "open")
+        elif self.acl not in ACLS:
+            raise ConfigError(f"acl must be one of {ACLS}, got {self.acl!r}")
+        elif self.acl != "open" and not self.has_credentials:
+            raise ConfigError(f"acl {self.acl!r} needs credentials (username or a client cert)")
+
+    @property
+    def has_credentials(self) -> bool:
+        """A username, or a client certificate (etcd and ZooKeeper's x509 identity)."""
+        return self.username is not None or self.cert is not None
 
     # --- constructors ------------------------------------------------------------------
 
@@ -88,26 +160,38 @@ class Config:
     def from_url(cls, url: str, **overrides: Any) -> Config:
         """Parse ``scheme://host:port,host:port/namespace?session_ttl=..``."""
         if not isinstance(url, str) or "://" not in url:
-            raise ConfigError(f"malformed URL {url!r}; expected e.g. etcd://127.0.0.1:2379/shop")
+            raise ConfigError(f"malformed URL {_redact(url)!r}; expected e.g. "
+                              "etcd://127.0.0.1:2379/shop")
         try:
             parts = urlsplit(url)
         except ValueError as exc:
-            raise ConfigError(f"malformed URL {url!r}: {exc}") from None
+            raise ConfigError(f"malformed URL {_redact(url)!r}: {exc}") from None
         backend = _SCHEMES.get(parts.scheme.lower())
         if backend is None:
-            raise ConfigError(
-                f"unknown scheme {parts.scheme!r} in {url!r}; expected etcd:// or zookeeper://"
-            )
-        if not parts.netloc:
-            raise ConfigError(f"URL {url!r} names no host")
-        settings: dict[str, Any] = {"backend": backend, "endpoints": parts.netloc.split(",")}
+            raise ConfigError(f"unknown scheme {parts.scheme!r} in {_redact(url)!r}; "
+                              "expected etcd:// or zookeeper://")
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        if not hosts:
+            raise ConfigError(f"URL {_redact(url)!r} names no host")
+        settings: dict[str, Any] = {"backend": backend, "endpoints": hosts.split(",")}
+        if userinfo:
+            username, has_password, password = userinfo.partition(":")
+            settings["username"] = unquote(username)
+            if has_password:
+                settings["password"] = unquote(password)
         namespace = parts.path.strip("/")
         if namespace:
             settings["namespace"] = namespace
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            if key not in _TUNABLES:
-                raise ConfigError(f"unknown URL parameter {key!r}; known: {_TUNABLES}")
-            settings[key] = _parse_number(key, value)
+            if key in _TUNABLES:
+                settings[key] = _parse_number(key, value)
+            elif key == "tls":
+                settings[key] = _parse_bool(key, value)
+            elif key in _URL_SECURITY:
+                settings[key] = value
+            else:
+                raise ConfigError(f"unknown URL parameter {key!r}; known: "
+                                  f"{(*_TUNABLES, *_URL_SECURITY)}")
         settings.update(overrides)
         return cls(**settings)
 
@@ -117,7 +201,8 @@ class Config:
         data = {**data, **overrides}
         if "url" in data:
             url = data.pop("url")
-            return cls.from_url(url, **{k: v for k, v in data.items() if k in _TUNABLES})
+            return cls.from_url(url, **{k: v for k, v in data.items()
+                                        if k in (*_TUNABLES, *_SECURITY)})
         backend = data.get("backend")
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
@@ -131,11 +216,11 @@ class Config:
             raise ConfigError(
                 f"[{backend}] {_HOST_SECTION[backend]} must be a list of 'host:port' strings"
             )
-        known = {"backend", "namespace", *_TUNABLES, *BACKENDS}
+        known = {"backend", "namespace", *_TUNABLES, *_SECURITY, *BACKENDS}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown config keys: {sorted(unknown)}")
-        settings = {k: data[k] for k in ("namespace", *_TUNABLES) if k in data}
+        settings = {k: data[k] for k in ("namespace", *_TUNABLES, *_SECURITY) if k in data}
         return cls(backend=backend, endpoints=tuple(endpoints), **settings)
 
     @classmethod
@@ -195,6 +280,39 @@ def _check_endpoint(endpoint: object, backend: str) -> str:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"bad port in endpoint {endpoint!r}")
     return f"{host}:{int(port)}"
+
+
+def _parse_bool(key: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{key} must be true or false, got {value!r}")
+
+
+def _read_secret(path: str) -> str:
+    """The first line of ``path``, for a password kept out of the config file."""
+    try:
+        secret = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"password_file {path!r} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read password_file {path!r}: {type(exc).__name__}") from None
+    if not secret or not secret[0]:
+        raise ConfigError(f"password_file {path!r} is empty")
+    return secret[0]
+
+
+def _redact(url: object) -> object:
+    """``url`` with the password of ``user:password@`` replaced, for error messages."""
+    if not isinstance(url, str):
+        return url
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hosts = rest.partition("@")
+    if not at or ":" not in userinfo or "/" in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{hosts}"
 
 
 def _parse_number(key: str, value: str) -> float:

@@ -41,6 +41,23 @@ class BackendUnavailable(CoordinationError, ConnectionError):
     """The servers could not be reached (or lost quorum) within the allowed time."""
 
 
+class TLSError(CoordinationError, ConnectionError):
+    """A TLS connection could not be made, and the message says why: the server's
+    certificate is not signed by ``ca``, or not issued to the name we connect by (see
+    ``server_name``), the server refused our client certificate, or one side speaks
+    plaintext to the other's TLS."""
+
+
+class AuthenticationFailed(CoordinationError, PermissionError):
+    """The cluster refused our credentials (unknown user or wrong password)."""
+
+
+class PermissionDenied(CoordinationError, PermissionError):
+    """Our identity may not do this: the message names the operation and the key or path.
+    On ZooKeeper, nodes made by another identity with a private ACL; on etcd, a key
+    outside the prefixes our user's roles grant."""
+
+
 class ClientClosed(CoordinationError):
     """The coordinator was closed; create a new one with :func:`coordination.connect`."""
 

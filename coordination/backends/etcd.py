@@ -35,10 +35,20 @@ from pyetcd.utils import prefix_range_end
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from ..config import Config
-from ..errors import BackendUnavailable, CoordinationError, InvalidArgument, SessionLost
+from ..errors import (
+    AuthenticationFailed,
+    BackendUnavailable,
+    ClientClosed,
+    CoordinationError,
+    InvalidArgument,
+    PermissionDenied,
+    SessionLost,
+    TLSError,
+)
 from ..session import Session, SessionState
-from . import fork
+from . import etcd_auth, fork, tls
 from .base import MUTEX, Backend, Blocker, Contender, Head, Rule
+from .etcd_auth import TokenExpired
 from .etcd_dirs import Directories, marker_ops
 from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Present
 
@@ -50,6 +60,7 @@ MAX_DATA = 1024 * 1024
 #: One RPC may take this long before we fail over to another endpoint.
 RPC_TIMEOUT = 2.0
 _TRANSIENT = (
+    TokenExpired,
     etcd_errors.ConnectionFailedError,
     etcd_errors.ConnectionTimeoutError,
     etcd_errors.NoServerAvailableError,
@@ -202,25 +213,34 @@ class EtcdBackend(_EtcdKV, Backend):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self._guard = threading.RLock()
+        self._auth_guard = threading.Lock()
+        self._idle = threading.Condition()  # notified when a call ends
+        self._in_flight = 0
         self._ttl = max(1, math.ceil(config.session_ttl))
         self._dirs = Directories(self._range_keys, self._index_txn)
         self._connect()
 
     def _connect(self) -> None:
-        """A client, a lease, and the thread that keeps the lease alive."""
-        endpoints = []
-        for endpoint in self.config.endpoints:
-            host, port = endpoint.rsplit(":", 1)
-            endpoints.append(pyetcd.Endpoint(host, int(port), secure=False, time_retry=0.5))
+        """A client (authenticated, if we have a user), a lease, and the thread that keeps
+        the lease alive."""
+        if self.config.tls:
+            tls.check(self.config, self.config.connect_timeout)
         self._client = pyetcd.MultiEndpointEtcd3Client(
-            endpoints=endpoints, timeout=min(RPC_TIMEOUT, self.config.request_timeout),
-            failover=True,
+            endpoints=etcd_auth.endpoints(self.config),
+            timeout=min(RPC_TIMEOUT, self.config.request_timeout), failover=True,
         )
         self._wake_keepalive = threading.Event()
         try:
+            if self.config.username is not None:
+                self._call(None, etcd_auth.authenticate, self._client, self.config,
+                           timeout=self.config.connect_timeout)
             self._session = self._grant(self.config.connect_timeout)
-        except BackendUnavailable:
+        except CoordinationError as exc:
             self._client.close()
+            if isinstance(exc, BackendUnavailable) and not self.config.tls:
+                wants = tls.speaks_tls(self.config)
+                if wants is not None:
+                    raise TLSError(f"{wants} speaks TLS: set tls = true (and ca)") from None
             raise
         self._keepalive = threading.Thread(
             target=self._keepalive_loop, name="coordination-etcd-keepalive", daemon=True
@@ -229,6 +249,8 @@ class EtcdBackend(_EtcdKV, Backend):
 
     def _disown_parent(self) -> None:
         self._guard = threading.RLock()
+        self._auth_guard = threading.Lock()
+        self._idle, self._in_flight = threading.Condition(), 0
         self._session.disown()
 
     def _reconnect_in_child(self) -> None:
@@ -258,7 +280,12 @@ class EtcdBackend(_EtcdKV, Backend):
             for attempt in retrying:
                 with attempt:
                     self._check_open()
-                    return self._translate(fn, *args, **kw)
+                    sent = self._client.metadata
+                    try:
+                        return self._translate(fn, *args, **kw)
+                    except TokenExpired:
+                        self._renew_token(sent)
+                        raise  # retried with the new token
         except RetryError as exc:
             last = exc.last_attempt.exception()
             raise BackendUnavailable(
@@ -270,7 +297,17 @@ class EtcdBackend(_EtcdKV, Backend):
             raise SessionLost("etcd lease not found") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _renew_token(self, refused: Any) -> None:
+        """etcd refused the token sent as ``refused``: get a new one, once for all the
+        threads that were refused it."""
+        if self.config.username is None:
+            raise AuthenticationFailed("etcd wants a user and password: set username")
+        with self._auth_guard:
+            if self._client.metadata is refused:
+                self._translate(etcd_auth.authenticate, self._client, self.config)
+
     def _translate(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        self._enter_call()
         try:
             return fn(*args, **kw)
         except grpc.RpcError as exc:
@@ -286,11 +323,34 @@ class EtcdBackend(_EtcdKV, Backend):
                     raise etcd_errors.ConnectionFailedError() from translated
             if code == grpc.StatusCode.OUT_OF_RANGE:
                 raise Compacted(f"etcd: {details}") from None
+            if code == grpc.StatusCode.UNAUTHENTICATED or "auth store is old" in details:
+                raise TokenExpired() from None
+            if code == grpc.StatusCode.PERMISSION_DENIED:
+                who = self.config.username or "the CN of our client certificate"
+                raise PermissionDenied(f"etcd denied {etcd_auth.describe(args)} to user "
+                                       f"{who!r}: outside the key prefixes its roles grant") from None
             if code == grpc.StatusCode.INVALID_ARGUMENT or "too large" in details:
                 raise InvalidArgument(f"etcd rejected the request: {details}") from None
             raise CoordinationError(f"etcd error {code.name}: {details}") from None
         except (ValueError, TypeError) as exc:  # protobuf field errors
             raise InvalidArgument(f"bad etcd request: {exc}") from None
+        finally:
+            self._exit_call()
+
+    def _enter_call(self) -> None:
+        """Count a call that uses the client; none starts once ``close()`` began: a gRPC
+        channel closed under a call, or a stub made on a closed one, crashed the process
+        (SIGSEGV, found by the election chaos scenario: an observer's watch cancelled
+        while another thread closed the coordinator)."""
+        with self._idle:
+            if self.closed:
+                raise ClientClosed("the coordinator is closed")
+            self._in_flight += 1
+
+    def _exit_call(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
 
     def _rpc(self, stub: str, method: str, request: Any, timeout: float | None = None) -> Any:
         """One raw gRPC call on the current endpoint (for requests pyetcd cannot build)."""
@@ -311,9 +371,15 @@ class EtcdBackend(_EtcdKV, Backend):
 
     def _cancel_watch(self, watch_id: int) -> None:
         try:
+            self._enter_call()
+        except ClientClosed:
+            return  # closing the client ends its watches
+        try:
             self._client.cancel_watch(watch_id)
         except Exception:  # the watch stream may already be gone
             pass
+        finally:
+            self._exit_call()
 
     def txn(self, session: Session | None, request: etcdrpc.TxnRequest) -> Any:
         return self._call(session, self._rpc, "kvstub", "Txn", request)
@@ -351,9 +417,8 @@ class EtcdBackend(_EtcdKV, Backend):
     def _keep_alive_once(self, session: Session) -> None:
         sent = time.monotonic()
         try:
-            responses = list(
-                self._translate(self._client.refresh_lease, session.id)
-            )
+            # pyetcd's refresh_lease is a generator: the call runs while it is iterated
+            responses = self._translate(lambda: list(self._client.refresh_lease(session.id)))
             ttl = responses[0].TTL if responses else 0
         except LeaseGone:
             ttl = 0
@@ -388,6 +453,8 @@ class EtcdBackend(_EtcdKV, Backend):
             self.closed = True
         self._wake_keepalive.set()
         session.set_state(SessionState.CLOSED)
+        with self._idle:  # calls of other threads (see _enter_call) end first
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=RPC_TIMEOUT + 1.0)
         self._client.close()
 
     def describe(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from kazoo.exceptions import (
     ConnectionClosedError,
     ConnectionLoss,
     KazooException,
+    NoAuthError,
     NoNodeError,
     NotEmptyError,
     OperationTimeoutError,
@@ -38,9 +39,9 @@ from kazoo.protocol.states import KazooState
 from kazoo.retry import KazooRetry, RetryFailedError
 
 from ..config import Config
-from ..errors import BackendUnavailable, ClientClosed, CoordinationError, SessionLost
+from ..errors import BackendUnavailable, ClientClosed, CoordinationError, SessionLost, TLSError
 from ..session import Session, SessionState
-from . import fork
+from . import fork, tls, zookeeper_security
 from .base import MUTEX, Backend, Blocker, Contender, Head, Rule
 from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Present, Update
 from .pause_watch import PAUSE_WATCH
@@ -170,6 +171,11 @@ class _ZooKeeperKV:
         failures = [(i, r) for i, r in enumerate(results) if isinstance(r, Exception)]
         if failures:
             real = [(i, r) for i, r in failures if type(r).__name__ != "RolledBackError"]
+            for index, error in real:
+                if isinstance(error, NoAuthError):
+                    op = txn.operations[index]
+                    raise zookeeper_security.denied(
+                        f"a {type(op).__name__.lower()} in a transaction", op.path, self.config)
             if real and isinstance(real[0][1], NoNodeError):
                 index = real[0][0]
                 kind = txn.operations[index]
@@ -334,20 +340,30 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         PAUSE_WATCH.subscribe(self)
 
     def _open_client(self, timeout: float) -> KazooClient:
+        if self.config.tls:
+            tls.check(self.config, timeout)
         client = KazooClient(
             hosts=",".join(self.config.endpoints),
             timeout=self.config.session_ttl,
             connection_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=0.5),
+            **zookeeper_security.client_options(self.config),
         )
         _record_negotiated_timeout(client, self._negotiated)
         client.add_listener(lambda state: self._on_state(client, state))
         try:
             client.start(timeout=timeout)
+            zookeeper_security.check_identity(client, self.config)
         except (KazooTimeoutError, KazooException) as exc:
             _discard(client)
+            wants = None if self.config.tls else tls.speaks_tls(self.config)
+            if wants is not None:
+                raise TLSError(f"{wants} speaks TLS: set tls = true (and ca)") from None
             raise BackendUnavailable(
                 f"no ZooKeeper server of {self.config.endpoints} answered within {timeout:g}s"
             ) from exc
+        except CoordinationError:
+            _discard(client)
+            raise
         return client
 
     def _new_session(self, client: KazooClient) -> Session:
@@ -513,6 +529,10 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
             return retry(attempt)
         except (NoNodeError, NotEmptyError, SessionLost):
             raise
+        except NoAuthError:
+            what = fn if isinstance(fn, str) else getattr(fn, "__name__", "a request")
+            path = next((a for a in args if isinstance(a, str) and a.startswith("/")), "?")
+            raise zookeeper_security.denied(what, path, self.config) from None
         except RetryFailedError:
             raise BackendUnavailable(
                 f"ZooKeeper did not answer within {self.config.request_timeout:g}s"

@@ -58,6 +58,7 @@ class Verdict:
 def _spawn(args: Sequence[str]) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONFAULTHANDLER"] = "1"  # a worker that crashes (a signal) leaves its stacks
     return subprocess.Popen([sys.executable, "-m", "coordination.testing.workloads", *args],
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
 

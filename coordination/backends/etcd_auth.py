@@ -1,0 +1,100 @@
+"""etcd security: TLS channels and the user's token, renewed when etcd lets it expire.
+
+etcd's simple tokens expire after ``--auth-token-ttl`` of idleness (JWT tokens at a fixed
+time); every call then fails with ``invalid auth token`` while the lease keepalive goes
+on, so a client would hold locks it can no longer release. The backend's ``_call``
+turns that error into :class:`TokenExpired`, calls :func:`authenticate` again and
+retries. With client-certificate auth (``--client-cert-auth``) and no username, the
+certificate's CN is the user and there is no token.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+import pyetcd
+from pyetcd import etcdrpc
+
+from ..config import Config
+from ..errors import AuthenticationFailed
+from . import tls
+
+log = logging.getLogger(__name__)
+
+
+class TokenExpired(Exception):
+    """Internal: etcd refused our token (expired, or the auth store changed)."""
+
+
+def endpoints(config: Config) -> list[pyetcd.Endpoint]:
+    """One pyetcd endpoint per server: TLS channels when ``config.tls``, checking the
+    server's name (or ``server_name``) against its certificate."""
+    creds = None
+    options: list[tuple[str, Any]] | None = None
+    if config.tls:
+        root = None
+        if config.ca is not None:
+            with open(config.ca, "rb") as file:
+                root = file.read()
+        chain = None
+        if config.cert is not None:
+            with open(config.cert, "rb") as file:
+                chain = file.read()
+        creds = grpc.ssl_channel_credentials(root_certificates=root,
+                                             private_key=tls.private_key_pem(config),
+                                             certificate_chain=chain)
+        if config.server_name is not None:
+            options = [("grpc.ssl_target_name_override", config.server_name)]
+    result = []
+    for endpoint in config.endpoints:
+        host, port = endpoint.rsplit(":", 1)
+        result.append(pyetcd.Endpoint(host, int(port), secure=config.tls, creds=creds,
+                                      time_retry=0.5, opts=options))
+    return result
+
+
+def authenticate(client: Any, config: Config) -> None:
+    """Get a token for ``config.username`` and send it with every later call of
+    ``client``, the watch stream included (it is opened again: a stream keeps the
+    token it was opened with). ``AuthenticationFailed`` for a wrong user or password;
+    other gRPC errors are raised for the caller to retry or translate."""
+    request = etcdrpc.AuthenticateRequest(name=config.username, password=config.password)
+    try:
+        reply = client.authstub.Authenticate(request, client.timeout)
+    except grpc.RpcError as exc:
+        details = exc.details() or ""
+        if "authentication failed" in details or "invalid user" in details:
+            raise AuthenticationFailed(
+                f"etcd refused user {config.username!r}: unknown user or wrong password") from None
+        if "authentication is not enabled" in details:
+            log.warning("etcd has authentication disabled: connecting without a token")
+            return
+        raise
+    client.metadata = (("token", reply.token),)
+    client.call_credentials = None  # the token goes as metadata, with or without TLS
+    client._clear_old_stubs()
+
+
+def describe(args: tuple[Any, ...]) -> str:
+    """The operation and first key of a request, for a permission error."""
+    for arg in args:
+        if isinstance(arg, str) and arg.endswith(("Stub", "stub")):
+            continue
+        key = getattr(arg, "key", None)
+        if isinstance(arg, etcdrpc.TxnRequest):
+            ops = [*arg.compare, *arg.success]
+            for op in ops:
+                inner = op
+                for field in ("request_put", "request_range", "request_delete_range"):
+                    if isinstance(op, etcdrpc.RequestOp) and op.HasField(field):
+                        inner = getattr(op, field)
+                key = getattr(inner, "key", None)
+                if key:
+                    break
+            return f"a transaction on {bytes(key or b'').decode(errors='replace')!r}"
+        if isinstance(key, bytes | str) and key:
+            text = key.decode(errors="replace") if isinstance(key, bytes) else key
+            return f"{type(arg).__name__.replace('Request', '').lower() or 'a request'} on {text!r}"
+    return "this request"

@@ -1,0 +1,89 @@
+"""ZooKeeper security: TLS, digest authentication and the ACL of the nodes we create.
+
+Once credentials are given (a digest user, or a client certificate that the ensemble's
+x509 provider turns into an identity), every node we create (namespace root, parents,
+lock entries, queue records, counters) gets a creator-only ACL by default: another
+client of the ensemble can neither read, change nor delete it. ``acl = "public-read"``
+lets anyone read (monitoring); ``acl = "open"`` is ZooKeeper's world-writable default.
+
+Digest authentication never fails by itself (the server takes any ``user:password`` as
+an identity and checks it only against ACLs), so at connect we compare our identity
+with the digest ACL of the namespace root, when it exists: a wrong password is then
+told at once, as ``AuthenticationFailed``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kazoo.exceptions import NoAuthError, NoNodeError
+from kazoo.handlers.threading import SequentialThreadingHandler
+from kazoo.security import (
+    CREATOR_ALL_ACL,
+    OPEN_ACL_UNSAFE,
+    READ_ACL_UNSAFE,
+    make_digest_acl_credential,
+)
+
+from ..config import Config
+from ..errors import AuthenticationFailed, PermissionDenied
+
+_ACLS = {"private": CREATOR_ALL_ACL, "public-read": CREATOR_ALL_ACL + READ_ACL_UNSAFE,
+         "open": OPEN_ACL_UNSAFE}
+
+
+class _NamedHandler(SequentialThreadingHandler):
+    """kazoo's handler, checking the servers' certificates against ``server_name``
+    instead of the host we connect by (certificates issued to a name, hosts by IP)."""
+
+    def __init__(self, server_name: str) -> None:
+        super().__init__()
+        self._server_name = server_name
+
+    def create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["hostname"] = self._server_name
+        return super().create_connection(*args, **kwargs)
+
+
+def client_options(config: Config) -> dict[str, Any]:
+    """``KazooClient`` keyword arguments for TLS, digest auth and the default ACL."""
+    options: dict[str, Any] = {"default_acl": _ACLS[config.acl or "open"]}
+    if config.tls:
+        options.update(use_ssl=True, ca=config.ca, certfile=config.cert, keyfile=config.key,
+                       keyfile_password=config.key_password, verify_certs=True,
+                       check_hostname=True)
+        if config.server_name is not None:
+            options["handler"] = _NamedHandler(config.server_name)
+    if config.username is not None:
+        options["auth_data"] = [("digest", f"{config.username}:{config.password}")]
+    return options
+
+
+def check_identity(client: Any, config: Config) -> None:
+    """``AuthenticationFailed`` if the namespace root exists and refuses us: its ACL
+    names our user with another password, or we may not even read it."""
+    if config.username is None:
+        return
+    root = f"/{config.namespace.split('/')[0]}"
+    try:
+        acls, _stat = client.get_acls(root)
+    except NoNodeError:
+        return  # made by our first write, with our ACL
+    except NoAuthError:
+        raise AuthenticationFailed(
+            f"ZooKeeper refused user {config.username!r} on {root}: a wrong password, or the "
+            "namespace belongs to another identity") from None
+    ours = make_digest_acl_credential(config.username, config.password)
+    named = [acl.id.id for acl in acls if acl.id.scheme == "digest"
+             and acl.id.id.split(":", 1)[0] == config.username]
+    if named and ours not in named:
+        raise AuthenticationFailed(
+            f"ZooKeeper: wrong password for user {config.username!r} (the ACL of {root} "
+            "names this user with another one)")
+
+
+def denied(what: str, path: str, config: Config) -> PermissionDenied:
+    who = f"user {config.username!r}" if config.username else (
+        "our client certificate" if config.cert else "an anonymous client")
+    return PermissionDenied(f"ZooKeeper denied {what} on {path} to {who}: the node's ACL "
+                            "does not grant it (made by another identity?)")
