@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install the servers used by coordination.cluster.LocalCluster and the integration tests:
-# Debian/Ubuntu packages zookeeper (jar + Java), etcd-server and etcd-client, plus any
+# Debian/Ubuntu packages zookeeper (jar + Java), etcd-server and etcd-client, libnetty-java
+# (the Netty jars of ZooKeeper's TLS client port, LocalCluster(secure=True)), plus any
 # package named on the command line (scripts/bench.sh adds redis-server). Idempotent: runs apt-get only when a package is missing. Uses sudo when not root.
 set -euo pipefail
 
-PACKAGES=(zookeeper etcd-server etcd-client "$@")
+PACKAGES=(zookeeper etcd-server etcd-client libnetty-java "$@")
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

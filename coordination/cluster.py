@@ -2,6 +2,9 @@
 
 Standard library only (no kazoo/grpc): health and leader checks use ZooKeeper's
 four-letter words over TCP and etcd's plain HTTP endpoints (/health, /metrics, peer /version).
+``LocalCluster(..., secure=True)`` serves TLS ports only and probes them over TLS with a
+client certificate; its parts (TLS settings, users, ``client_settings()``) live in
+``cluster_secure.py``, its certificates are made by ``lab_tls.py``.
 Debian's etcd build has no gRPC JSON gateway (every /v3/... URL answers 404), so the
 leader is read from the ``etcd_server_is_leader`` metric, not /v3/maintenance/status.
 
@@ -242,15 +245,6 @@ def _four_letter(port: int, word: str, timeout: float = _PROBE_TIMEOUT) -> str |
 _HTTP = request.build_opener(request.ProxyHandler({}))  # never route 127.0.0.1 via a proxy
 
 
-def _http_json(url: str, timeout: float = _PROBE_TIMEOUT) -> Any:
-    """GET and decode JSON; None on any network, HTTP or decoding error."""
-    text = _http_text(url, timeout)
-    try:
-        return None if text is None else json.loads(text)
-    except ValueError:
-        return None
-
-
 def _http_text(url: str, timeout: float = _PROBE_TIMEOUT) -> str | None:
     """GET a text page; None on any network or HTTP error."""
     try:
@@ -375,6 +369,12 @@ class _Backend:
     def env(self) -> dict[str, str]:
         return dict(os.environ)
 
+    def prepare(self) -> None:
+        """Before start() writes the node configs (the workdir exists); no-op here."""
+
+    def bootstrap(self) -> None:
+        """Once, when start() has found the new cluster healthy; no-op here."""
+
     def serving(self, node: _Node) -> bool:
         """The node serves client requests (it is part of a working quorum)."""
         raise NotImplementedError
@@ -465,8 +465,12 @@ class _ZooKeeper(_Backend):
             str(node.dir / "zoo.cfg"),
         ]
 
+    def _word(self, node: _Node, word: str) -> str | None:
+        """The node's reply to a four-letter word, None if it did not answer."""
+        return _four_letter(node.client_port, word)
+
     def _srvr(self, node: _Node) -> dict[str, str]:
-        reply = _four_letter(node.client_port, "srvr") or ""
+        reply = self._word(node, "srvr") or ""
         return dict(
             (key.strip(), value.strip())
             for key, sep, value in (line.partition(":") for line in reply.splitlines())
@@ -479,7 +483,7 @@ class _ZooKeeper(_Backend):
         return self._srvr(node).get("Mode") in ("leader", "follower", "observer", "standalone")
 
     def alive(self, node: _Node) -> bool:
-        return _four_letter(node.client_port, "ruok") == "imok"
+        return self._word(node, "ruok") == "imok"
 
     def leader_rank(self, node: _Node) -> int | None:
         info = self._srvr(node)
@@ -500,7 +504,7 @@ class _ZooKeeper(_Backend):
                    for event in ("created", "deleted", "changed", "children"))
 
     def _mntr(self, node: _Node) -> dict[str, str]:
-        lines = (_four_letter(node.client_port, "mntr") or "").splitlines()
+        lines = (self._word(node, "mntr") or "").splitlines()
         return dict(line.split("\t", 1) for line in lines if "\t" in line)
 
 
@@ -518,6 +522,17 @@ class _Etcd(_Backend):
 
     def _url(self, port: int) -> str:
         return f"http://{HOST}:{port}"
+
+    def _get_text(self, url: str) -> str | None:
+        """GET a text page; None on any network or HTTP error."""
+        return _http_text(url)
+
+    def _get_json(self, url: str) -> Any:
+        text = self._get_text(url)
+        try:
+            return None if text is None else json.loads(text)
+        except ValueError:
+            return None
 
     def write_config(self, node: _Node) -> None:
         (node.dir / "data").mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -542,28 +557,28 @@ class _Etcd(_Backend):
 
     def serving(self, node: _Node) -> bool:
         # /health in etcd 3.4 is true only with a leader and a working quorum.
-        health = _http_json(f"{self._url(node.client_port)}/health")
+        health = self._get_json(f"{self._url(node.client_port)}/health")
         return isinstance(health, dict) and health.get("health") in ("true", True)
 
     def alive(self, node: _Node) -> bool:
         # A member restarted without quorum never becomes "ready", and etcd serves its
         # client port only when ready; the peer port answers /version from the start.
-        version = _http_json(f"{self._url(node.peer_port)}/version")
+        version = self._get_json(f"{self._url(node.peer_port)}/version")
         return isinstance(version, dict) and "etcdserver" in version
 
     def leader_rank(self, node: _Node) -> int | None:
-        metrics = _http_text(f"{self._url(node.client_port)}/metrics") or ""
+        metrics = self._get_text(f"{self._url(node.client_port)}/metrics") or ""
         return 0 if re.search(r"^etcd_server_is_leader 1$", metrics, re.MULTILINE) else None
 
     def requests(self, node: _Node) -> float:
         # Every message a client sent: unary calls and stream messages (watch creates
         # and cancels, lease keep-alives).
-        metrics = _http_text(f"{self._url(node.client_port)}/metrics") or ""
+        metrics = self._get_text(f"{self._url(node.client_port)}/metrics") or ""
         return sum(float(v) for v in re.findall(
             r"^grpc_server_msg_received_total\{[^}]*\} (\S+)$", metrics, re.MULTILINE))
 
     def notifications(self, node: _Node) -> float:
-        metrics = _http_text(f"{self._url(node.client_port)}/metrics") or ""
+        metrics = self._get_text(f"{self._url(node.client_port)}/metrics") or ""
         found = re.search(r"^etcd_debugging_mvcc_events_total (\S+)$", metrics, re.MULTILINE)
         return float(found.group(1)) if found else 0.0
 
@@ -599,7 +614,10 @@ class LocalCluster:
     that stop() removes. ``tick_ms``: ZooKeeper tickTime (etcd uses heartbeat 100 ms,
     election timeout 1000 ms). ``zookeeper_heap``: each ZooKeeper JVM's ``-Xmx``.
     ``cgroups``: run each node in a cgroup of its own, so that ``isolate()`` can cut
-    its peer links (root only; see peercut.py). Nothing runs until start().
+    its peer links (root only; see peercut.py). ``secure``: TLS-only client and peer
+    ports, client certificates and users (see cluster_secure.py: ``client_settings()``,
+    ``write_config()``); ``auth_token_ttl``: etcd's simple-token TTL in seconds then.
+    Nothing runs until start().
     """
 
     def __init__(
@@ -611,6 +629,8 @@ class LocalCluster:
         tick_ms: int = 500,
         zookeeper_heap: str = "1g",
         cgroups: bool = False,
+        secure: bool = False,
+        auth_token_ttl: int = 300,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
@@ -618,11 +638,20 @@ class LocalCluster:
             raise ValueError("a cluster needs at least one node")
         if tick_ms < 1:
             raise ValueError("tick_ms must be positive")
+        if auth_token_ttl < 1:
+            raise ValueError("auth_token_ttl must be positive")
         self.backend = backend
         self.tick_ms = tick_ms
         self.zookeeper_heap = zookeeper_heap
         self.cgroups = cgroups
-        self._impl = _BACKEND_CLASSES[backend](self)
+        self.secure = secure
+        self.auth_token_ttl = auth_token_ttl
+        if secure:
+            from .cluster_secure import backend_class  # imports this module
+
+            self._impl = backend_class(backend)(self)
+        else:
+            self._impl = _BACKEND_CLASSES[backend](self)
         self._own_workdir = workdir is None
         #: Directory holding node0..nodeN-1; None until start() when it is a temp dir.
         self.workdir: Path | None = None if workdir is None else Path(workdir)
@@ -668,7 +697,43 @@ class LocalCluster:
         return self._node(i).log
 
     def __repr__(self) -> str:
-        return f"LocalCluster({self.backend!r}, nodes={self.size}, url={self.url!r})"
+        secure = ", secure=True" if self.secure else ""
+        return f"LocalCluster({self.backend!r}, nodes={self.size}{secure}, url={self.url!r})"
+
+    # --- secure clusters: what clients need (cluster_secure.py) -----------------------
+
+    def client_settings(self, identity: str = "app", method: str = "password") -> dict[str, Any]:
+        """Settings for ``coordination.Config`` (``tls``, ``ca``, ``cert``, ``key`` and,
+        with ``method="password"``, ``username``/``password``) of ``identity``
+        (``root``, ``app``, ``other``) on a secure cluster."""
+        return self._secrets().client_settings(identity, method)
+
+    def client_url(self, identity: str = "app", namespace: str = "app") -> str:
+        """A URL for ``identity`` on a secure cluster: ``user@`` before the hosts, the
+        TLS files and a ``password_file`` as parameters (never the password)."""
+        return str(self._secrets().client_url(identity, namespace))
+
+    def root_settings(self) -> dict[str, Any]:
+        """Admin settings of a secure cluster (etcd root, ZooKeeper super user)."""
+        return self._secrets().root_settings()
+
+    def write_config(
+        self, path: str | os.PathLike[str], identity: str = "app", namespace: str = "app"
+    ) -> Path:
+        """Write a coordination.toml for ``identity`` on a secure cluster (TLS settings
+        and a ``password_file``; never the password); its path."""
+        return self._secrets().write_config(path, identity, namespace)
+
+    @property
+    def wrong_ca(self) -> Path:
+        """A CA certificate unrelated to the secure cluster's (``tls/wrong-ca.pem``)."""
+        return self._secrets().files.wrong_ca
+
+    def _secrets(self) -> Any:
+        secrets = getattr(self._impl, "secrets", None)
+        if secrets is None:
+            raise RuntimeError(f"{self!r} is not secure (LocalCluster(..., secure=True))")
+        return secrets
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -684,6 +749,7 @@ class LocalCluster:
                 raise RuntimeError(f"{self!r} is already started")
             self._impl.check_installed()
             self._prepare_workdir()
+            self._impl.prepare()
             self._started = True
             with _LIVE_LOCK:
                 _LIVE.add(self)
@@ -693,6 +759,7 @@ class LocalCluster:
                     self._impl.write_config(node)
                     self._launch(node)
                 self._wait_all_serving(timeout)
+                self._impl.bootstrap()
             except BaseException:
                 self.stop()
                 raise
@@ -938,6 +1005,8 @@ class LocalCluster:
                 "version": _STATE_VERSION,
                 "backend": self.backend,
                 "tick_ms": self.tick_ms,
+                "secure": self.secure,
+                "auth_token_ttl": self.auth_token_ttl,
                 "token": self._token,
                 "workdir": str(self.workdir),
                 "nodes": [
@@ -996,7 +1065,9 @@ class LocalCluster:
             raise
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path} is not a LocalCluster state file: {exc}") from None
-        cluster = cls(backend, nodes=len(nodes), workdir=workdir, tick_ms=tick_ms)
+        cluster = cls(backend, nodes=len(nodes), workdir=workdir, tick_ms=tick_ms,
+                      secure=bool(state.get("secure", False)),
+                      auth_token_ttl=int(state.get("auth_token_ttl", 300)))
         cluster._token = str(state["token"])
         cluster._own_workdir = False
         assert cluster.workdir is not None

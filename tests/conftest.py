@@ -24,21 +24,40 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+#: Contract tests that run twice: on a plaintext cluster, and over TLS with a user on a
+#: secured one (``LocalCluster(secure=True)``), the same test bodies.
+SECURED_MODULES = ("test_lock", "test_queue", "test_counter", "test_election")
+#: etcd simple tokens of the secured cluster expire after this many idle seconds, so the
+#: contract tests re-authenticate as they go.
+AUTH_TOKEN_TTL = 3
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         chosen = metafunc.config.getoption("backend") or list(BACKENDS)
         metafunc.parametrize("backend", chosen, scope="session")
-
-
-_clusters: dict[str, LocalCluster] = {}
+        module = metafunc.module.__name__.rsplit(".", 1)[-1]
+        if module in SECURED_MODULES and "cluster" in metafunc.fixturenames:
+            metafunc.parametrize("security", ["plain", "secured"], scope="session")
 
 
 @pytest.fixture(scope="session")
-def cluster(backend: str) -> Iterator[LocalCluster]:
-    """The shared, healthy 3-node cluster of ``backend``. Tests must not break it."""
-    if backend not in _clusters:
-        _clusters[backend] = LocalCluster(backend, nodes=3).start()
-    yield _clusters[backend]
+def security() -> str:
+    """``"plain"``, or ``"secured"`` where a module's tests also run secured."""
+    return "plain"
+
+
+_clusters: dict[tuple[str, str], LocalCluster] = {}
+
+
+@pytest.fixture(scope="session")
+def cluster(backend: str, security: str) -> Iterator[LocalCluster]:
+    """The shared, healthy 3-node cluster of ``backend`` (secured: TLS, client
+    certificates, users). Tests must not break it."""
+    if (backend, security) not in _clusters:
+        _clusters[backend, security] = LocalCluster(
+            backend, nodes=3, secure=security == "secured", auth_token_ttl=AUTH_TOKEN_TTL).start()
+    yield _clusters[backend, security]
 
 
 _fault_clusters: dict[str, LocalCluster] = {}
@@ -65,7 +84,10 @@ def _stop_clusters() -> Iterator[None]:
 
 @pytest.fixture
 def url(cluster: LocalCluster) -> str:
-    """The cluster's URL with a namespace of its own for this test."""
+    """The cluster's URL with a namespace of its own for this test (on a secured
+    cluster under ``app``, the prefix the ``app`` user may use)."""
+    if cluster.secure:
+        return f"{cluster.client_url('app', f'app-{uuid.uuid4().hex[:12]}')}&session_ttl={TTL}"
     return f"{cluster.url}/t{uuid.uuid4().hex[:12]}?session_ttl={TTL}"
 
 

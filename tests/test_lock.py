@@ -41,12 +41,9 @@ def test_with_form_and_already_held(coord: coordination.Coordinator) -> None:
 def test_mutual_exclusion_across_clients_of_different_nodes(
     cluster, connect, url: str
 ) -> None:
-    query = url.split("?", 1)[1]
-    namespace = url.split("?", 1)[0].rsplit("/", 1)[1]
-    coords = [
-        connect(f"{cluster.url.split('://')[0]}://{endpoint}/{namespace}?{query}")
-        for endpoint in cluster.endpoints
-    ]
+    hosts = ",".join(cluster.endpoints)
+    assert hosts in url
+    coords = [connect(url.replace(hosts, endpoint)) for endpoint in cluster.endpoints]
     first = coords[0].lock("sku")
     assert first.acquire(timeout=5)
     for other in coords[1:]:

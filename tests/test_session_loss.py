@@ -13,6 +13,7 @@ from kazoo.client import KazooClient
 
 import coordination
 from coordination import errors
+from coordination.backends.zookeeper_security import client_options
 from coordination.session import SessionState
 from coordination.testing.proxy import ProxiedCluster
 
@@ -28,7 +29,8 @@ def expire_session(coord: coordination.Coordinator) -> None:
     session = backend.session()
     if coord.backend == "zookeeper":
         session_id, password = backend.client.client_id  # type: ignore[attr-defined]
-        twin = KazooClient(hosts=",".join(coord.config.endpoints), client_id=(session_id, password))
+        twin = KazooClient(hosts=",".join(coord.config.endpoints), client_id=(session_id, password),
+                           **client_options(coord.config))
         twin.start(timeout=10)
         twin.stop()  # closing the twin closes the shared session on the server
         twin.close()

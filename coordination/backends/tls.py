@@ -114,7 +114,10 @@ def speaks_tls(config: Config, timeout: float = 2.0) -> str | None:
             with socket.create_connection((host, int(port)), timeout=timeout) as raw, \
                     ctx.wrap_socket(raw, server_hostname=host):
                 return endpoint
-        except (OSError, ssl.SSLError):
+        except ssl.SSLError as exc:  # an alert (no client certificate...) is TLS speaking
+            if not any(marker in _reason(exc) for marker in _NOT_TLS):
+                return endpoint
+        except OSError:
             continue
     return None
 

@@ -39,7 +39,14 @@ from kazoo.protocol.states import KazooState
 from kazoo.retry import KazooRetry, RetryFailedError
 
 from ..config import Config
-from ..errors import BackendUnavailable, ClientClosed, CoordinationError, SessionLost, TLSError
+from ..errors import (
+    BackendUnavailable,
+    ClientClosed,
+    CoordinationError,
+    PermissionDenied,
+    SessionLost,
+    TLSError,
+)
 from ..session import Session, SessionState
 from . import fork, tls, zookeeper_security
 from .base import MUTEX, Backend, Blocker, Contender, Head, Rule
@@ -348,6 +355,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
             connection_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=0.5),
             **zookeeper_security.client_options(self.config),
         )
+        zookeeper_security.hide_credentials(client)
         _record_negotiated_timeout(client, self._negotiated)
         client.add_listener(lambda state: self._on_state(client, state))
         try:
@@ -596,6 +604,8 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
 
         try:
             node, owner, children = self._call(session, create_once)
+        except PermissionDenied:
+            raise zookeeper_security.denied("creating a contender node", path, self.config) from None
         except CoordinationError as exc:
             if tried and not isinstance(exc, SessionLost | ClientClosed):
                 # The create may have applied, and its node would block everyone behind

@@ -14,6 +14,7 @@ told at once, as ``AuthenticationFailed``.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from kazoo.exceptions import NoAuthError, NoNodeError
@@ -45,6 +46,27 @@ class _NamedHandler(SequentialThreadingHandler):
         return super().create_connection(*args, **kwargs)
 
 
+class _HideAuth(logging.Filter):
+    """kazoo logs every request it sends at its lowest levels, the digest ``Auth`` packet
+    (``user:password``) included: show those without the credentials."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(type(a).__name__ == "Auth" for a in record.args):
+            record.args = tuple("Auth(<hidden>)" if type(a).__name__ == "Auth" else a
+                                for a in record.args)
+        return True
+
+
+_HIDE_AUTH = _HideAuth()
+
+
+def hide_credentials(client: Any) -> None:
+    """Keep ``client``'s log lines free of our password (see ``_HideAuth``)."""
+    logger = getattr(client, "logger", None)
+    if isinstance(logger, logging.Logger) and _HIDE_AUTH not in logger.filters:
+        logger.addFilter(_HIDE_AUTH)
+
+
 def client_options(config: Config) -> dict[str, Any]:
     """``KazooClient`` keyword arguments for TLS, digest auth and the default ACL."""
     options: dict[str, Any] = {"default_acl": _ACLS[config.acl or "open"]}
@@ -60,8 +82,8 @@ def client_options(config: Config) -> dict[str, Any]:
 
 
 def check_identity(client: Any, config: Config) -> None:
-    """``AuthenticationFailed`` if the namespace root exists and refuses us: its ACL
-    names our user with another password, or we may not even read it."""
+    """``AuthenticationFailed`` if the namespace root's ACL names our user with another
+    password; ``PermissionDenied`` if we may not even read it."""
     if config.username is None:
         return
     root = f"/{config.namespace.split('/')[0]}"
@@ -70,9 +92,9 @@ def check_identity(client: Any, config: Config) -> None:
     except NoNodeError:
         return  # made by our first write, with our ACL
     except NoAuthError:
-        raise AuthenticationFailed(
-            f"ZooKeeper refused user {config.username!r} on {root}: a wrong password, or the "
-            "namespace belongs to another identity") from None
+        raise PermissionDenied(
+            f"ZooKeeper denies user {config.username!r} the namespace {root}: it belongs to "
+            "another identity, or the password is wrong") from None
     ours = make_digest_acl_credential(config.username, config.password)
     named = [acl.id.id for acl in acls if acl.id.scheme == "digest"
              and acl.id.id.split(":", 1)[0] == config.username]

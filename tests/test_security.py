@@ -1,0 +1,167 @@
+"""Secured clusters, both backends (``LocalCluster(secure=True)``: TLS with client
+certificates, users, etcd auth with per-prefix roles, ZooKeeper digest auth): another
+identity cannot touch our entries, bad credentials and bad TLS fail fast with their
+typed error, etcd tokens that expire are renewed, and no secret is ever shown.
+(The contract tests of locks, queues, counters and elections also run secured: see
+``SECURED_MODULES`` in conftest.py.)"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import coordination
+from coordination import errors
+from coordination.cluster import LocalCluster
+
+from .conftest import AUTH_TOKEN_TTL
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def security() -> str:
+    return "secured"
+
+
+def _namespace() -> str:
+    return f"app-{uuid.uuid4().hex[:10]}"
+
+
+def _quick(cluster: LocalCluster, **settings: object) -> coordination.Coordinator:
+    return coordination.connect(f"{cluster.url}/{settings.pop('namespace', _namespace())}",
+                                connect_timeout=5, request_timeout=5, session_ttl=2, **settings)
+
+
+def test_another_identity_cannot_touch_our_entries(cluster: LocalCluster,
+                                                   connect: Callable[..., coordination.Coordinator]
+                                                   ) -> None:
+    ours = connect()
+    lock = ours.lock("sku-1")
+    assert lock.acquire(timeout=5)
+    queue = ours.queue("orders")
+    queue.put(b"order 1", id="o1")
+    ours.counter("stock").set(10)
+    election = ours.election("e")
+    assert election.campaign(b"ours", timeout=5)
+    namespace = ours.namespace
+    for settings in (cluster.client_settings("other"), cluster.client_settings("other", "cert")):
+        try:
+            intruder = _quick(cluster, namespace=namespace, **settings)
+        except errors.PermissionDenied as refused:  # ZooKeeper: it may not read our root
+            assert namespace in str(refused)
+            continue
+        with intruder:
+            with pytest.raises(errors.PermissionDenied) as denied:
+                intruder.lock("sku-1").acquire(timeout=1)
+            assert namespace in str(denied.value)
+            with pytest.raises(errors.PermissionDenied):
+                intruder.queue("orders").get(timeout=0)
+            with pytest.raises(errors.PermissionDenied):
+                intruder.queue("orders").put(b"forged")
+            with pytest.raises(errors.PermissionDenied):
+                intruder.counter("stock").add(-10)
+            with pytest.raises(errors.PermissionDenied):
+                intruder.election("e").leader()
+        assert lock.held and election.is_leader
+    assert ours.counter("stock").value == 10 and election.leader() == b"ours"
+    task = queue.get(timeout=5)
+    assert task is not None and task.data == b"order 1"
+    task.ack()
+    lock.ensure_held()
+    lock.release()
+
+
+def test_wrong_password_fails_at_connect_at_once(cluster: LocalCluster,
+                                                 connect: Callable[..., coordination.Coordinator]
+                                                 ) -> None:
+    ours = connect()
+    ours.counter("c").add(1)  # the namespace exists, with our ACL on ZooKeeper
+    settings = {**cluster.client_settings("app"), "password": "not-the-password"}
+    started = time.monotonic()
+    with pytest.raises(errors.AuthenticationFailed) as failed:
+        _quick(cluster, namespace=ours.namespace, **settings)
+    assert time.monotonic() - started < 3
+    assert "not-the-password" not in str(failed.value)
+    if cluster.backend == "etcd":  # an unknown user too (ZooKeeper digest has no users)
+        with pytest.raises(errors.AuthenticationFailed):
+            _quick(cluster, **{**settings, "username": "nobody"})
+
+
+def test_wrong_ca_and_plaintext_fail_fast_saying_which(cluster: LocalCluster) -> None:
+    settings = cluster.client_settings("app")
+    started = time.monotonic()
+    with pytest.raises(errors.TLSError, match="not trusted"):
+        _quick(cluster, **{**settings, "ca": str(cluster.wrong_ca)})
+    assert time.monotonic() - started < 3
+    started = time.monotonic()
+    plain = {k: v for k, v in settings.items() if k not in ("tls", "ca", "cert", "key")}
+    with pytest.raises(errors.TLSError, match="speaks TLS"):
+        _quick(cluster, **plain)
+    assert time.monotonic() - started < 5 + 3  # connect_timeout, then the probe says why
+    with pytest.raises(errors.TLSError, match="issued to"):
+        _quick(cluster, **{**settings, "server_name": "not-this-host.example"})
+
+
+def test_server_name_override(cluster: LocalCluster) -> None:
+    """Certificates name ``localhost``; connecting by IP with that name checked works."""
+    with _quick(cluster, **{**cluster.client_settings("app"), "server_name": "localhost"}) as coord:
+        assert coord.counter("n").add(1) == 1
+
+
+def test_etcd_token_expiry_during_a_hold_and_a_wait(
+        cluster: LocalCluster, connect: Callable[..., coordination.Coordinator]) -> None:
+    """The app user's token expires after AUTH_TOKEN_TTL idle seconds; the lease
+    keepalive goes on regardless. A holder idle past that still releases, and a waiter
+    idle past it still gets the lock."""
+    if cluster.backend != "etcd":
+        pytest.skip("etcd tokens; ZooKeeper authenticates its session once")
+    holder, waiter = connect(), connect()
+    lock = holder.lock("long")
+    assert lock.acquire(timeout=5)
+    got = threading.Event()
+    waiting = threading.Thread(
+        target=lambda: waiter.lock("long").acquire(timeout=30) and got.set(), daemon=True)
+    waiting.start()
+    time.sleep(AUTH_TOKEN_TTL * 2 + 1)  # the condition under test: both tokens idle past their TTL
+    assert lock.held and not got.is_set()
+    lock.release()  # with a fresh token
+    assert got.wait(10), "the waiter did not get the lock after the tokens expired"
+    assert holder.counter("after").add(1) == 1  # and a new request after the renewal
+
+
+def test_no_secret_in_reprs_logs_errors_or_files(cluster: LocalCluster, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    settings = cluster.client_settings("app")
+    password = str(settings["password"])
+    seen: list[str] = [repr(cluster)]
+    with _quick(cluster, **settings) as coord:
+        seen += [repr(coord), repr(coord.config), str(coord.config), coord.config.url,
+                 repr(coord._backend.describe())]
+        lock = coord.lock("l")
+        with lock:
+            seen.append(repr(lock))
+    for bad in ({**settings, "password": password + "x"}, {**settings, "ca": str(cluster.wrong_ca)}):
+        try:
+            _quick(cluster, **bad).close()
+        except errors.CoordinationError as exc:
+            seen.append(f"{exc!r} {exc}")
+    config = cluster.write_config(tmp_path / "coordination.toml")
+    seen.append(config.read_text())
+    with coordination.connect(config=config, namespace=_namespace()) as coord:
+        seen.append(repr(coord))
+    seen += [record.getMessage() for record in caplog.records]
+    # Everything but the password files themselves and the servers' own data (etcd 3.4
+    # keeps the requests that created the users in its write-ahead log: see the README).
+    files = [p for p in Path(cluster.workdir).rglob("*") if p.is_file()
+             and not {"tls", "data"} & set(p.relative_to(cluster.workdir).parts)]
+    seen += [p.read_text(errors="replace") for p in files]
+    leaks = [text[:200] for text in seen if password in text]
+    assert not leaks, f"the password appears in {len(leaks)} places: {leaks[:3]}"
