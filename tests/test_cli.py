@@ -381,3 +381,29 @@ def test_module_and_console_script_agree() -> None:
 
     assert set(group.commands) == {"cluster", "demo", "lock", "queue", "inspect"}
     assert os.path.exists(Path(coordination.__file__).parent / "__main__.py")
+
+
+def test_cluster_up_secure(cli: Run, cluster_dir: Path, tmp_path: Path) -> None:
+    """`cluster up --secure`: a TLS cluster with users; the config file it writes is the
+    app user's (TLS files and a password_file) and works for the other commands; no
+    output shows the password."""
+    up = cli("cluster", "up", "--backend", "etcd", "--secure", "--dir", str(cluster_dir),
+             timeout=120)
+    assert up.returncode == 0, up.stderr
+    url = up.stdout.strip()
+    assert url.startswith("etcd://app@") and "/app?" in url and "tls=true" in url
+    config = (tmp_path / "cwd" / "coordination.toml").read_text()
+    assert "tls = true" in config and "password_file" in config
+    password = (cluster_dir / "tls" / "app.password").read_text().strip()
+    outputs = [up.stdout + up.stderr, config]
+    for args in (("queue", "put", "jobs", "hello"), ("queue", "stats", "jobs", "--json"),
+                 ("lock", "nightly", "--", "true"), ("inspect",), ("cluster", "status"),
+                 ("queue", "stats", "jobs", "--url", url)):
+        proc = cli(*args)
+        assert proc.returncode == 0, (args, proc.stderr)
+        outputs.append(proc.stdout + proc.stderr)
+    assert json.loads(outputs[3])["pending"] == 1
+    bad = cli("queue", "stats", "jobs", "--url", url.replace("app@", "other@"))
+    outputs.append(one_line_error(bad))  # the app's password file, as user other
+    assert not [out for out in outputs if password in out]
+    assert cli("cluster", "down").returncode == 0

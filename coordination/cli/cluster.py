@@ -103,16 +103,24 @@ def _note(text: str) -> None:
 
 
 def _url(cluster: LocalCluster, namespace: str) -> str:
+    if cluster.secure:  # the app user's; its password stays in a file
+        return cluster.client_url("app", namespace)
     return f"{cluster.url}/{namespace}"
 
 
 def write_config(path: Path, cluster: LocalCluster, namespace: str) -> None:
+    header = (f"{MARKER}{cluster.workdir}\n"
+              "# `coordination cluster down` stops that cluster and removes this file.\n")
+    if cluster.secure:  # TLS files and the app user's password_file, never the password
+        body = cluster.write_config(path, identity="app", namespace=namespace).read_text()
+        path.write_text(header + "".join(line + "\n" for line in body.splitlines()
+                                         if not line.startswith("#")))
+        return
     hosts = "hosts" if cluster.backend == "zookeeper" else "endpoints"
     endpoints = ", ".join(f'"{e}"' for e in cluster.endpoints)
     path.write_text(
-        f"{MARKER}{cluster.workdir}\n"
-        "# `coordination cluster down` stops that cluster and removes this file.\n"
-        f'backend = "{cluster.backend}"\n'
+        header
+        + f'backend = "{cluster.backend}"\n'
         f'namespace = "{namespace}"\n'
         f"[{cluster.backend}]\n"
         f"{hosts} = [{endpoints}]\n"
@@ -148,17 +156,27 @@ _dir_option = click.option(
 @click.option("--dir", "dir_", metavar="DIR", default=None,
               help="Where node data, logs and the state file go "
                    "[default: ./.coordination/cluster-BACKEND].")
-@click.option("--namespace", default="default", show_default=True,
-              help="Namespace written into the config file.")
+@click.option("--namespace", default=None,
+              help="Namespace written into the config file [default: default; app with "
+                   "--secure].")
+@click.option("--secure", is_flag=True,
+              help="TLS on every port, client certificates and users (the config file is "
+                   "the app user's, whose role covers the namespaces app*).")
 @connection_options
-def up(conn: Connection, backend: str, nodes: int, dir_: str | None, namespace: str) -> None:
+def up(conn: Connection, backend: str, nodes: int, dir_: str | None, namespace: str | None,
+       secure: bool) -> None:
     """Start a local cluster in the background and write a config file for it.
 
     Prints the cluster's URL on stdout. --config FILE names the config file to write
     (default: $COORDINATION_CONFIG, else ./coordination.toml); a file that `cluster up`
     did not write is never overwritten. Running it again while the cluster runs only
     prints the URL; after a reboot it restarts the recorded cluster from its data.
+    With --secure the certificates and password files are in DIR/tls.
     """
+    namespace = namespace or ("app" if secure else "default")
+    if secure and not namespace.startswith("app"):
+        raise Failure(f"with --secure the namespace must start with 'app' (the app user's "
+                      f"key prefix), not {namespace!r}")
     if conn.url is not None:
         raise Failure("`cluster up` starts a cluster; --url does not apply (use --config FILE "
                       "to choose the config file it writes)")
@@ -170,8 +188,10 @@ def up(conn: Connection, backend: str, nodes: int, dir_: str | None, namespace: 
     try:
         if (workdir / STATE_FILE).exists():
             running = LocalCluster.attach(workdir)
-            if running.backend != backend:
-                raise Failure(f"{workdir} holds a {running.backend} cluster, not {backend}")
+            if running.backend != backend or running.secure != secure:
+                raise Failure(f"{workdir} holds a {'secure ' if running.secure else ''}"
+                              f"{running.backend} cluster, not a {'secure ' if secure else ''}"
+                              f"{backend} one")
             if any(running.is_running(i) for i in range(running.size)):
                 _note(f"a {running.backend} cluster is already running in {workdir}")
             else:
@@ -183,7 +203,8 @@ def up(conn: Connection, backend: str, nodes: int, dir_: str | None, namespace: 
             workdir.mkdir(parents=True, exist_ok=True)
             for old in workdir.glob("node*"):  # data of an earlier cluster would not fit
                 shutil.rmtree(old, ignore_errors=True)
-            local = LocalCluster(backend, nodes=nodes, workdir=workdir).start(timeout=90)
+            local = LocalCluster(backend, nodes=nodes, workdir=workdir, secure=secure).start(
+                timeout=90)
             local.detach()
     except (RuntimeError, TimeoutError, ValueError) as exc:
         raise Failure(f"{first_line(exc)} (server logs: {workdir}/node*/server.log)") from None

@@ -55,6 +55,20 @@ class Verdict:
         return "\n".join(lines)
 
 
+def namespace_url(cluster: LocalCluster, namespace: str, hosts: str | None = None,
+                  **query: object) -> str:
+    """The URL of ``namespace`` on ``cluster``, through ``hosts`` (the proxies') if given;
+    on a secure cluster the app user's (TLS files and password file as parameters)."""
+    extra = "&".join(f"{key}={value}" for key, value in query.items())
+    if cluster.secure:
+        url = cluster.client_url("app", namespace)
+        if hosts is not None:
+            url = url.replace(",".join(cluster.endpoints), hosts)
+        return f"{url}&{extra}" if extra else url
+    url = f"{cluster.backend}://{hosts or ','.join(cluster.endpoints)}/{namespace}"
+    return f"{url}?{extra}" if extra else url
+
+
 def _spawn(args: Sequence[str]) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
@@ -113,8 +127,10 @@ class _Run:
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proxies = ProxiedCluster(self.cluster.backend, self.cluster.endpoints)
-        self.namespace = f"chaos{uuid.uuid4().hex[:8]}"
-        self.url = f"{self.proxies.url}/{self.namespace}?session_ttl={self.ttl}&request_timeout=10"
+        # On a secure cluster, under the prefix of the app user, whose URL the workers get.
+        self.namespace = f"{'app-' if self.cluster.secure else ''}chaos{uuid.uuid4().hex[:8]}"
+        self.url = namespace_url(self.cluster, self.namespace, self.proxies.url.split("://")[1],
+                                 session_ttl=self.ttl, request_timeout=10)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.histories: list[Path] = []
         self.faults_ended = 0.0  # monotonic
@@ -157,7 +173,7 @@ class _Run:
         for a scenario that stopped making progress."""
         lines = [f"  node {row}" for row in self.cluster.status()]
         try:
-            url = f"{self.cluster.url}/{self.namespace}?connect_timeout=3&request_timeout=3"
+            url = namespace_url(self.cluster, self.namespace, connect_timeout=3, request_timeout=3)
             with coordination.connect(url) as coord:
                 lines.append(f"  namespace: {inspect.snapshot(coord)}")
         except CoordinationError as exc:
@@ -205,7 +221,7 @@ def run_recipe_scenario(cluster: LocalCluster, recipe: str, name: str, faults: S
     kind = {"semaphore": "semaphore", "election": "elect", "counter": "count"}[recipe]
     extra = ["--permits", str(permits)] if recipe == "semaphore" else []
     if recipe == "counter":
-        with coordination.connect(f"{cluster.url}/{run.namespace}") as coord:
+        with coordination.connect(namespace_url(cluster, run.namespace)) as coord:
             coord.counter("stock").set(STOCK)
     for i in range(workers):
         run.spawn(kind, f"{kind}{i}", ["stock"], extra)
@@ -220,7 +236,7 @@ def run_recipe_scenario(cluster: LocalCluster, recipe: str, name: str, faults: S
     checks = {"typed errors": checkers.check_errors_typed(events),
               "workers exited cleanly": run.exits()}
     if recipe == "counter":
-        with coordination.connect(f"{cluster.url}/{run.namespace}") as coord:
+        with coordination.connect(namespace_url(cluster, run.namespace)) as coord:
             final = coord.counter("stock").value
         checks["counter"] = checkers.check_counter(events, STOCK, final)
     else:
@@ -242,7 +258,7 @@ def run_recipe_scenario(cluster: LocalCluster, recipe: str, name: str, faults: S
 def _orphans(cluster: LocalCluster, namespace: str, ttl: float,
              path: Callable[[coordination.Coordinator], str]) -> list[str]:
     """After the workers are gone, no contender of theirs may stay (within one TTL)."""
-    with coordination.connect(f"{cluster.url}/{namespace}") as coord:
+    with coordination.connect(namespace_url(cluster, namespace)) as coord:
         where = path(coord)
         backend = coord._backend
 
@@ -285,7 +301,7 @@ def run_queue_scenario(cluster: LocalCluster, name: str, faults: Sequence[Fault]
             if worker.poll() is not None:
                 workers[i] = consumer(histories[i])
         _wait(lambda: all(p.poll() is not None for p in procs), 120, "producers done")
-        with coordination.connect(f"{cluster.url}/{namespace}") as coord:
+        with coordination.connect(namespace_url(cluster, namespace)) as coord:
             queue = coord.queue("orders")
             stats = wait_drained(queue, 120)
             dead = {task.id for task in queue.dead_letters()}
