@@ -26,7 +26,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from .errors import ConfigError, InvalidName
 from .names import validate_name
@@ -263,6 +263,29 @@ class Config:
     @property
     def url(self) -> str:
         return f"{self.backend}://{','.join(self.endpoints)}/{self.namespace}"
+
+    def connect_url(self) -> str:
+        """A URL with every setting, to hand to another process, secrets left out: the
+        password goes by its ``password_file``, else by ``$COORDINATION_PASSWORD``, a key
+        password by ``$COORDINATION_KEY_PASSWORD`` (see ``secret_environment``)."""
+        params: dict[str, Any] = {name: f"{getattr(self, name):g}" for name in _TUNABLES}
+        if self.tls:
+            params["tls"] = "true"
+        for name in ("ca", "cert", "key", "server_name", "password_file", "acl"):
+            if getattr(self, name) is not None:
+                params[name] = getattr(self, name)
+        user = f"{quote(self.username, safe='')}@" if self.username else ""
+        return (f"{self.backend}://{user}{','.join(self.endpoints)}/{self.namespace}"
+                f"?{urlencode(params)}")
+
+    def secret_environment(self) -> dict[str, str]:
+        """The environment a process given ``connect_url()`` needs for the secrets."""
+        env = {}
+        if self.password is not None and self.password_file is None:
+            env[PASSWORD_ENV] = self.password
+        if self.key_password is not None:
+            env[KEY_PASSWORD_ENV] = self.key_password
+        return env
 
 
 def _check_endpoint(endpoint: object, backend: str) -> str:

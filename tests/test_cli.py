@@ -407,3 +407,15 @@ def test_cluster_up_secure(cli: Run, cluster_dir: Path, tmp_path: Path) -> None:
     outputs.append(one_line_error(bad))  # the app's password file, as user other
     assert not [out for out in outputs if password in out]
     assert cli("cluster", "down").returncode == 0
+
+
+def test_flash_sale_demo_on_a_secured_cluster(cli: Run) -> None:
+    """`--secure`: the sale runs as the app user over TLS, chaos included, and every
+    invariant holds; the servers are gone afterwards."""
+    proc = cli("demo", "flash-sale", "--secure", "--stock", "30", "--skus", "2",
+               "--buyers", "3", "--workers", "2", "--duration", "4", timeout=300)
+    out = proc.stdout
+    print(out, proc.stderr)  # shown if the test fails
+    assert proc.returncode == 0, out + proc.stderr
+    assert "(TLS, user app)" in out and "OK: all 6 invariants held" in out
+    assert not any(_listening(port) for port in _ports(out))

@@ -88,3 +88,16 @@ def test_errors_never_show_the_password() -> None:
             Config.from_url(url)
         assert "pw" not in str(caught.value).replace("password", "")
         assert SECRET.replace("/", "%2F") not in str(caught.value)
+
+
+def test_connect_url_hands_every_setting_on_without_the_secret(tmp_path: Path, pem: Path) -> None:
+    secret_file = tmp_path / "password"
+    secret_file.write_text(SECRET)
+    config = Config.from_url(f"zk://app@127.0.0.1:2181/shop?ca={pem}&cert={pem}&key={pem}"
+                             f"&password_file={secret_file}&server_name=zk.local&session_ttl=3")
+    url = config.connect_url()
+    assert SECRET not in url and Config.from_url(url) == config
+    assert config.secret_environment() == {}
+    direct = Config.from_url("etcd://u:p%40ss@127.0.0.1:2379/shop")
+    assert "p%40ss" not in direct.connect_url() and "p@ss" not in direct.connect_url()
+    assert direct.secret_environment() == {"COORDINATION_PASSWORD": "p@ss"}

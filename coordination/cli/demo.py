@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,13 @@ def demo() -> None:
               show_default=True,
               help="counter: an atomic counter per SKU (add -1, min 0; no lock). fenced: the "
                    "SKU's lock and a store that checks its fencing token.")
+@click.option("--secure", is_flag=True,
+              help="Start a secured local cluster (TLS, client certificates, users; see "
+                   "`coordination cluster up --secure`) and sell as its app user.")
 @connection_options
 def flash_sale(conn: Connection, backend: str | None, stock: int, skus: int, buyers: int,
-               workers: int, chaos: bool, duration: float, stock_store: str) -> int:
+               workers: int, chaos: bool, duration: float, stock_store: str,
+               secure: bool) -> int:
     """An e-commerce flash sale under chaos, ending with a verdict on its invariants.
 
     Buyer processes race for the stock (by default an atomic counter per SKU; with
@@ -66,6 +71,9 @@ def flash_sale(conn: Connection, backend: str | None, stock: int, skus: int, buy
     own: LocalCluster | None = None
     local: LocalCluster | None = None
     if conn.given():
+        if secure:
+            raise Failure("--secure starts a secured cluster of its own; a configured "
+                          "cluster is used with its own settings")
         config = conn.resolve()
         if backend is not None and backend != config.backend:
             raise Failure(f"--backend {backend} does not match the configured "
@@ -76,16 +84,18 @@ def flash_sale(conn: Connection, backend: str | None, stock: int, skus: int, buy
                       "so the chaos monkey kills processes only, not cluster nodes")
     else:
         backend = backend or "etcd"
-        out.print(f"starting a local 3-node {backend} cluster ...")
+        kind = "secured " if secure else ""
+        out.print(f"starting a local 3-node {kind}{backend} cluster ...")
         try:
-            own = LocalCluster(backend, nodes=3).start(timeout=90)
+            own = LocalCluster(backend, nodes=3, secure=secure).start(timeout=90)
         except (RuntimeError, TimeoutError) as exc:
             raise Failure(first_line(exc)) from None
         local = own
-        config = Config.from_url(f"{own.url}/demo")
-        out.print(f"cluster up at {config.url}")
-    url = (f"{config.url}?connect_timeout={config.connect_timeout:g}"
-           f"&request_timeout={config.request_timeout:g}")
+        # Secured: as the app user, under the key prefix its role covers.
+        config = Config.from_url(own.client_url("app", "app-demo") if secure else f"{own.url}/demo")
+        out.print(f"cluster up at {config.url}" + (" (TLS, user app)" if secure else ""))
+    url = config.connect_url()
+    os.environ.update(config.secret_environment())  # for the buyers and workers we start
     try:
         settings = Settings(url=url, stock=stock, skus=skus, buyers=buyers, workers=workers,
                             chaos=chaos, duration=duration, stock_store=stock_store)
