@@ -50,14 +50,19 @@ def security() -> str:
 _clusters: dict[tuple[str, str], LocalCluster] = {}
 
 
-@pytest.fixture(scope="session")
-def cluster(backend: str, security: str) -> Iterator[LocalCluster]:
+def shared_cluster(backend: str, security: str) -> LocalCluster:
     """The shared, healthy 3-node cluster of ``backend`` (secured: TLS, client
-    certificates, users). Tests must not break it."""
+    certificates, users), started at first use. Tests must not break it."""
     if (backend, security) not in _clusters:
         _clusters[backend, security] = LocalCluster(
             backend, nodes=3, secure=security == "secured", auth_token_ttl=AUTH_TOKEN_TTL).start()
-    yield _clusters[backend, security]
+    return _clusters[backend, security]
+
+
+@pytest.fixture(scope="session")
+def cluster(backend: str, security: str) -> LocalCluster:
+    """See ``shared_cluster``; ``security`` is parametrized in ``SECURED_MODULES``."""
+    return shared_cluster(backend, security)
 
 
 _fault_clusters: dict[str, LocalCluster] = {}

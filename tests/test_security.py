@@ -20,14 +20,15 @@ import coordination
 from coordination import errors
 from coordination.cluster import LocalCluster
 
-from .conftest import AUTH_TOKEN_TTL
+from .conftest import AUTH_TOKEN_TTL, shared_cluster
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="session")
-def security() -> str:
-    return "secured"
+@pytest.fixture
+def cluster(backend: str) -> LocalCluster:
+    """The shared secured cluster (not the session fixture: it is cached per backend)."""
+    return shared_cluster(backend, "secured")
 
 
 def _namespace() -> str:
