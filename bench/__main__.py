@@ -138,14 +138,19 @@ def main(backends: tuple[str, ...], quick: bool, duration: float, reps: int,
             cluster = LocalCluster(backend, nodes=3, zookeeper_heap="4g")
             console.print(f"starting a local 3-node {backend} cluster")
             cluster.start()
+            secured = LocalCluster(backend, nodes=3, secure=True)
             try:
                 servers = Servers(backend, f"{cluster.url}/bench", cluster.endpoints,
                                   redis.port if redis.available else None)
                 plan = Plan()
                 plan_backend(plan, results, servers, cluster, duration, reps, depth_list)
+                plan.add(f"{backend}: ours over TLS + auth vs plaintext", _guarded(
+                    results[backend], "tls", lambda b=backend, s=servers, c=secured: _tls(
+                        b, s, c, duration, reps)))
                 _run(plan, console)
             finally:
                 cluster.stop()
+                secured.stop()
     finally:
         redis.stop()
     meta["total_s"] = round(time.monotonic() - began, 1)
@@ -158,6 +163,17 @@ def main(backends: tuple[str, ...], quick: bool, duration: float, reps: int,
     console.print(markdown)
     console.print(f"wrote {out / 'latest.json'}, {out / 'latest.md'} and {len(plots)} plots "
                   f"in {meta['total_s']:.0f}s")
+
+
+def _tls(backend: str, plain: Servers, secured: LocalCluster, duration: float,
+         reps: int) -> dict[str, Any]:
+    """The TLS figure: a secured cluster next to the plain one (TLS, client certificates,
+    the app user; etcd tokens of the default TTL)."""
+    secured.start()
+    over_tls = Servers(backend, secured.client_url("app", "app-bench"), secured.endpoints)
+    return scenarios.tls_cost(lock_subjects(plain)[0], queue_subjects(plain)[0],
+                              lock_subjects(over_tls)[0], queue_subjects(over_tls)[0],
+                              duration, reps)
 
 
 def _run(plan: Plan, console: Console) -> None:

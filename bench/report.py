@@ -127,6 +127,17 @@ def markdown(doc: Doc) -> str:
             out.append(f"| {label} | {_spread(row.get('1x1'), 'puts')} | "
                        f"{_spread(row.get('1x1'), 'takes')} | {_spread(row.get('8x8'), 'puts')} | "
                        f"{_spread(row.get('8x8'), 'takes')} | {_spread(row.get('batch'))} |")
+        tls = data.get("tls")
+        if isinstance(tls, dict) and "error" not in tls:
+            out += ["", "| ours, same run, alternating | plaintext | TLS + client cert + user | "
+                    "TLS / plaintext |", "|---|---|---|---|"]
+            for what, label in (("lock", "lock cycles/s, 1 contender"),
+                                ("queue", "queue get+ack/s, 1x1")):
+                out.append(f"| {label} | {_spread(tls, f'{what} plain')} | "
+                           f"{_spread(tls, f'{what} secured')} | "
+                           f"{_ratio(_rate(tls, f'{what} secured'), _rate(tls, f'{what} plain'))} |")
+        elif isinstance(tls, dict):
+            out += ["", f"- over TLS + auth not measured: {tls['error']}"]
         if data["depth"]:
             out += ["", "| waiting tasks | get p50 (ms) | get p99 (ms) | fill time (s) |",
                     "|---|---|---|---|"]

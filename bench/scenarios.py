@@ -242,3 +242,18 @@ def get_latency(url: str, name: str, samples: int, refill: bool) -> dict[str, fl
     finally:
         worker.close()
     return {"p50_ms": percentile(latencies, 50) * 1e3, "p99_ms": percentile(latencies, 99) * 1e3}
+
+
+def tls_cost(plain: Subject, plain_queue: Subject, secured: Subject, secured_queue: Subject,
+             duration: float, reps: int) -> dict[str, Any]:
+    """Our lock cycle (1 contender) and queue get+ack (1x1) in plaintext and over TLS with
+    a user (etcd: its token too), alternating rep by rep so that both see the same
+    machine: ``lock plain``, ``lock secured``, ``queue plain``, ``queue secured``."""
+    rates: dict[str, list[float]] = {"lock plain": [], "lock secured": [], "queue plain": [],
+                                     "queue secured": []}
+    for _ in range(reps):
+        for mode, lock, queue in (("plain", plain, plain_queue), ("secured", secured, secured_queue)):
+            rates[f"lock {mode}"].append(lock_cycles(lock, 1, duration, 1, None)["rate"]["median"])
+            rates[f"queue {mode}"].append(
+                queue_flow(queue, 1, 1, duration, 1)["takes"]["median"])
+    return {key: Figure.of(values).as_dict() for key, values in rates.items()}
