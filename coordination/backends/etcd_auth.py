@@ -80,21 +80,13 @@ def authenticate(client: Any, config: Config) -> None:
 def describe(args: tuple[Any, ...]) -> str:
     """The operation and first key of a request, for a permission error."""
     for arg in args:
-        if isinstance(arg, str) and arg.endswith(("Stub", "stub")):
-            continue
-        key = getattr(arg, "key", None)
         if isinstance(arg, etcdrpc.TxnRequest):
-            ops = [*arg.compare, *arg.success]
-            for op in ops:
-                inner = op
-                for field in ("request_put", "request_range", "request_delete_range"):
-                    if isinstance(op, etcdrpc.RequestOp) and op.HasField(field):
-                        inner = getattr(op, field)
-                key = getattr(inner, "key", None)
-                if key:
-                    break
-            return f"a transaction on {bytes(key or b'').decode(errors='replace')!r}"
-        if isinstance(key, bytes | str) and key:
-            text = key.decode(errors="replace") if isinstance(key, bytes) else key
-            return f"{type(arg).__name__.replace('Request', '').lower() or 'a request'} on {text!r}"
+            ops = [getattr(op, op.WhichOneof("request")) for op in arg.success
+                   if op.WhichOneof("request")]
+            key = next((k.key for k in [*arg.compare, *ops] if k.key), b"")
+            return f"a transaction on {key.decode(errors='replace')!r}"
+        key = getattr(arg, "key", None)
+        if isinstance(key, bytes) and key:
+            what = type(arg).__name__.replace("Request", "").lower()
+            return f"{what} on {key.decode(errors='replace')!r}"
     return "this request"
