@@ -616,7 +616,8 @@ class LocalCluster:
     ``cgroups``: run each node in a cgroup of its own, so that ``isolate()`` can cut
     its peer links (root only; see peercut.py). ``secure``: TLS-only client and peer
     ports, client certificates and users (see cluster_secure.py: ``client_settings()``,
-    ``write_config()``); ``auth_token_ttl``: etcd's simple-token TTL in seconds then.
+    ``write_config()``); ``auth_token_ttl``: etcd's simple-token TTL in seconds then;
+    ``require_sasl``: a secure ZooKeeper accepts only sessions authenticated by SASL.
     Nothing runs until start().
     """
 
@@ -631,6 +632,7 @@ class LocalCluster:
         cgroups: bool = False,
         secure: bool = False,
         auth_token_ttl: int = 300,
+        require_sasl: bool = False,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
@@ -640,12 +642,15 @@ class LocalCluster:
             raise ValueError("tick_ms must be positive")
         if auth_token_ttl < 1:
             raise ValueError("auth_token_ttl must be positive")
+        if require_sasl and not (secure and backend == "zookeeper"):
+            raise ValueError("require_sasl is for a secure ZooKeeper cluster")
         self.backend = backend
         self.tick_ms = tick_ms
         self.zookeeper_heap = zookeeper_heap
         self.cgroups = cgroups
         self.secure = secure
         self.auth_token_ttl = auth_token_ttl
+        self.require_sasl = require_sasl
         if secure:
             from .cluster_secure import backend_class  # imports this module
 
@@ -704,8 +709,9 @@ class LocalCluster:
 
     def client_settings(self, identity: str = "app", method: str = "password") -> dict[str, Any]:
         """Settings for ``coordination.Config`` (``tls``, ``ca``, ``cert``, ``key`` and,
-        with ``method="password"``, ``username``/``password``) of ``identity``
-        (``root``, ``app``, ``other``) on a secure cluster."""
+        with ``method="password"``, ``username``/``password``; ``method="sasl"``: those
+        and ``sasl``, ZooKeeper) of ``identity`` (``root``, ``app``, ``other``) on a
+        secure cluster."""
         return self._secrets().client_settings(identity, method)
 
     def client_url(self, identity: str = "app", namespace: str = "app") -> str:
@@ -1007,6 +1013,7 @@ class LocalCluster:
                 "tick_ms": self.tick_ms,
                 "secure": self.secure,
                 "auth_token_ttl": self.auth_token_ttl,
+                "require_sasl": self.require_sasl,
                 "token": self._token,
                 "workdir": str(self.workdir),
                 "nodes": [
@@ -1067,7 +1074,8 @@ class LocalCluster:
             raise ValueError(f"{path} is not a LocalCluster state file: {exc}") from None
         cluster = cls(backend, nodes=len(nodes), workdir=workdir, tick_ms=tick_ms,
                       secure=bool(state.get("secure", False)),
-                      auth_token_ttl=int(state.get("auth_token_ttl", 300)))
+                      auth_token_ttl=int(state.get("auth_token_ttl", 300)),
+                      require_sasl=bool(state.get("require_sasl", False)))
         cluster._token = str(state["token"])
         cluster._own_workdir = False
         assert cluster.workdir is not None

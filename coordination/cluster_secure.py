@@ -12,8 +12,10 @@ the nodes talk to each other over TLS with their node certificates.
 - ZooKeeper: only a ``secureClientPort`` (Netty, ``ssl.clientAuth=need``), quorum TLS,
   digest auth with a super user ``super`` (identity ``root``; the client certificate
   ``CN=root`` is a super user as well) and digest users ``app`` / ``other`` (digest
-  auth needs no server-side list). The lab's own 4-letter-word probes go over TLS too,
-  with the root client certificate: there is no plaintext port at all.
+  auth needs no server-side list); SASL DIGEST-MD5 with the same users and passwords
+  (a JAAS file per node), required of every session when ``LocalCluster(...,
+  require_sasl=True)``. The lab's own 4-letter-word probes go over TLS too, with the
+  root client certificate: there is no plaintext port at all.
 
 Passwords are random, one 0600 file per identity in ``WORKDIR/tls``
 (``<identity>.password``); they are never passed on a command line, logged or written
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
 #: The identities of a secure cluster: a client certificate (CN = the name) and a
 #: password each. ``root`` is etcd's root user and ZooKeeper's super user.
 IDENTITIES = ("root", "app", "other")
-METHODS = ("password", "cert")
+METHODS = ("password", "cert", "sasl")
 TLS_DIR = "tls"
 #: ZooKeeper's digest name of the ``root`` identity (superDigest).
 ZOOKEEPER_SUPER = "super"
@@ -124,10 +126,13 @@ class Secrets:
         certificate, when a request carries a token); on ZooKeeper the identity's own
         (its x509 identity ``CN=<identity>`` joins the digest identity in the
         session's auth info, so an ``auth`` ACL stays the identity's own).
+        ``method="sasl"`` (ZooKeeper): the password method by SASL DIGEST-MD5.
         """
         identity = _identity(identity)
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+        if method == "sasl" and self.cluster.backend != "zookeeper":
+            raise ValueError("method 'sasl' is for ZooKeeper")
         files = self.files
         owner = identity
         if method == "password" and self.cluster.backend == "etcd":
@@ -138,9 +143,11 @@ class Secrets:
             "cert": str(files.client_cert(owner)),
             "key": str(files.client_key(owner)),
         }
-        if method == "password":
+        if method != "cert":
             settings["username"] = self.username(identity)
             settings["password"] = self.password(identity)
+        if method == "sasl":
+            settings["sasl"] = True
         return settings
 
     def client_url(self, identity: str = "app", namespace: str = "app") -> str:
@@ -227,6 +234,8 @@ def _tls_four_letter(
 class SecureZooKeeper(_ZooKeeper):
     FACTORY = "org.apache.zookeeper.server.NettyServerCnxnFactory"
     X509 = "org.apache.zookeeper.server.auth.X509AuthenticationProvider"
+    SASL = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
+    DIGEST_LOGIN = "org.apache.zookeeper.server.auth.DigestLoginModule"
 
     def __init__(self, cluster: LocalCluster) -> None:
         super().__init__(cluster)
@@ -243,6 +252,15 @@ class SecureZooKeeper(_ZooKeeper):
     def prepare(self) -> None:
         self.secrets.ensure()
         self._ctx = None
+        users = " ".join(f'user_{self.secrets.username(i)}="{self.secrets.password(i)}"'
+                         for i in IDENTITIES)
+        _write_private(self._jaas, f"Server {{\n    {self.DIGEST_LOGIN} required\n"
+                                   f"    {users};\n}};\n")
+
+    @property
+    def _jaas(self) -> Path:
+        """The servers' SASL users and passwords, with the other secrets."""
+        return self.secrets.dir / "zookeeper-jaas.conf"
 
     def write_config(self, node: _Node) -> None:
         super().write_config(node)
@@ -278,23 +296,34 @@ class SecureZooKeeper(_ZooKeeper):
             # -Dzookeeper.DigestAuthenticationProvider.superDigest, kept off the
             # command line (world-readable in /proc) in this 0600 file.
             f"DigestAuthenticationProvider.superDigest={ZOOKEEPER_SUPER}:{digest}",
+            # SASL: the users of the JAAS file; its ``super`` is a super user too.
+            f"authProvider.sasl={self.SASL}",
+            f"superUser={ZOOKEEPER_SUPER}",
+            *(["enforce.auth.enabled=true", "enforce.auth.schemes=sasl"]
+              if self.cluster.require_sasl else []),
             "",
         ])
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(cfg)
+        _write_private(path, cfg)
 
     def command(self, node: _Node) -> list[str]:
         cmd = super().command(node)
         cp = cmd.index("-cp") + 1
         cmd[cp] = os.pathsep.join([cmd[cp], *NETTY_JARS])
+        cmd.insert(cp - 1, f"-Djava.security.auth.login.config={self._jaas}")
         return cmd
 
     def _word(self, node: _Node, word: str) -> str | None:
         if self._ctx is None:
             self._ctx = self.secrets.probe_context()
         return _tls_four_letter(node.client_port, word, self._ctx)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only (it holds secrets)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
 
 
 # --- etcd ---------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ settings as parameters (``?tls=true&ca=/etc/ca.pem``). TOML form::
     session_ttl = 10          # seconds: ZooKeeper session timeout / etcd lease TTL
     tls = true                # and ca, cert, key, key_password, server_name
     username = "shop"         # and password, or password_file, or $COORDINATION_PASSWORD
+    sasl = true               # ZooKeeper: SASL DIGEST-MD5 instead of digest auth
     [etcd]
     endpoints = ["127.0.0.1:2379"]
     [zookeeper]
@@ -45,7 +46,8 @@ DEFAULT_FILE = "coordination.toml"
 _TUNABLES = ("session_ttl", "connect_timeout", "request_timeout")
 #: Security settings that a URL may carry as parameters (secrets may not: a password
 #: goes in ``user:password@``, a file or the environment; a key password in TOML).
-_URL_SECURITY = ("tls", "ca", "cert", "key", "server_name", "password_file", "acl")
+_URL_SECURITY = ("tls", "ca", "cert", "key", "server_name", "password_file", "acl", "sasl")
+_FLAGS = ("tls", "sasl")
 _SECURITY = (*_URL_SECURITY, "username", "password", "key_password")
 PASSWORD_ENV = "COORDINATION_PASSWORD"
 KEY_PASSWORD_ENV = "COORDINATION_KEY_PASSWORD"
@@ -89,6 +91,9 @@ class Config:
     #: ZooKeeper ACL of the nodes we create (see ``ACLS``); None: private once
     #: credentials (a username or a client certificate) are given, else open.
     acl: str | None = None
+    #: ZooKeeper: authenticate ``username``/``password`` by SASL DIGEST-MD5 (for
+    #: ensembles that require SASL) instead of a digest auth packet.
+    sasl: bool = False
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -119,8 +124,9 @@ class Config:
             value = getattr(self, field)
             if value is not None and (not isinstance(value, str) or not value):
                 raise ConfigError(f"{field} must be a non-empty string")
-        if not isinstance(self.tls, bool):
-            raise ConfigError(f"tls must be true or false, got {self.tls!r}")
+        for flag in _FLAGS:
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         for field in ("ca", "cert", "key"):
             path = getattr(self, field)
             if path is not None and not Path(path).is_file():
@@ -142,6 +148,11 @@ class Config:
         if self.username is not None and self.password is None:
             raise ConfigError(f"no password for user {self.username!r}: set password, "
                               f"password_file or ${PASSWORD_ENV}")
+        if self.sasl and self.backend != "zookeeper":
+            raise ConfigError("sasl is a ZooKeeper setting (etcd authenticates username "
+                              "and password itself)")
+        if self.sasl and self.username is None:
+            raise ConfigError("sasl needs a username and a password")
         if self.acl is None:
             object.__setattr__(self, "acl", "private" if self.has_credentials else "open")
         elif self.acl not in ACLS:
@@ -185,7 +196,7 @@ class Config:
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
             if key in _TUNABLES:
                 settings[key] = _parse_number(key, value)
-            elif key == "tls":
+            elif key in _FLAGS:
                 settings[key] = _parse_bool(key, value)
             elif key in _URL_SECURITY:
                 settings[key] = value
@@ -269,8 +280,9 @@ class Config:
         password goes by its ``password_file``, else by ``$COORDINATION_PASSWORD``, a key
         password by ``$COORDINATION_KEY_PASSWORD`` (see ``secret_environment``)."""
         params: dict[str, Any] = {name: f"{getattr(self, name):g}" for name in _TUNABLES}
-        if self.tls:
-            params["tls"] = "true"
+        for flag in _FLAGS:
+            if getattr(self, flag):
+                params[flag] = "true"
         for name in ("ca", "cert", "key", "server_name", "password_file", "acl"):
             if getattr(self, name) is not None:
                 params[name] = getattr(self, name)

@@ -48,6 +48,9 @@ def test_toml_and_environment_give_the_same_settings(tmp_path: Path, pem: Path,
     assert Config.from_file(file).password == SECRET
     url = Config.from_url("zk://app@127.0.0.1:2181/shop")
     assert url.password == SECRET and url.acl == "private"
+    file.write_text(file.read_text().replace("tls = true\n", "tls = true\nsasl = true\n"))
+    assert Config.from_file(file) == Config.from_url(
+        f"zk://app@127.0.0.1:2181/shop?tls=true&ca={pem}&sasl=true")
 
 
 def test_acl_defaults_to_private_with_credentials_only(pem: Path) -> None:
@@ -64,6 +67,9 @@ def test_acl_defaults_to_private_with_credentials_only(pem: Path) -> None:
     "etcd://h:1?acl=private",                   # private without credentials
     "etcd://u:p@h:1?password=x",                # a password is no URL parameter
     "etcd://h:1?password_file=/no/such/file",   # missing password file
+    "etcd://u:p@h:1?sasl=true",                 # SASL is ZooKeeper's
+    "zk://h:1?sasl=true",                       # SASL without a user
+    "zk://u:p@h:1?sasl=maybe",                  # not a bool
 ])
 def test_bad_security_settings_are_config_errors(url: str) -> None:
     with pytest.raises(errors.ConfigError):
@@ -94,7 +100,9 @@ def test_connect_url_hands_every_setting_on_without_the_secret(tmp_path: Path, p
     secret_file = tmp_path / "password"
     secret_file.write_text(SECRET)
     config = Config.from_url(f"zk://app@127.0.0.1:2181/shop?ca={pem}&cert={pem}&key={pem}"
-                             f"&password_file={secret_file}&server_name=zk.local&session_ttl=3")
+                             f"&password_file={secret_file}&server_name=zk.local&session_ttl=3"
+                             "&sasl=true")
+    assert config.sasl
     url = config.connect_url()
     assert SECRET not in url and Config.from_url(url) == config
     assert config.secret_environment() == {}

@@ -43,7 +43,6 @@ from ..errors import (
     InvalidArgument,
     PermissionDenied,
     SessionLost,
-    TLSError,
 )
 from ..session import Session, SessionState
 from . import etcd_auth, fork, tls
@@ -223,29 +222,28 @@ class EtcdBackend(_EtcdKV, Backend):
     def _connect(self) -> None:
         """A client (authenticated, if we have a user), a lease, and the thread that keeps
         the lease alive."""
-        if self.config.tls:
-            tls.check(self.config, self.config.connect_timeout)
-        self._client = pyetcd.MultiEndpointEtcd3Client(
-            endpoints=etcd_auth.endpoints(self.config),
-            timeout=min(RPC_TIMEOUT, self.config.request_timeout), failover=True,
-        )
         self._wake_keepalive = threading.Event()
-        try:
-            if self.config.username is not None:
-                self._call(None, etcd_auth.authenticate, self._client, self.config,
-                           timeout=self.config.connect_timeout)
-            self._session = self._grant(self.config.connect_timeout)
-        except CoordinationError as exc:
-            self._client.close()
-            if isinstance(exc, BackendUnavailable) and not self.config.tls:
-                wants = tls.speaks_tls(self.config)
-                if wants is not None:
-                    raise TLSError(f"{wants} speaks TLS: set tls = true (and ca)") from None
-            raise
+        self._session = tls.connect(self.config, self._open, self.config.connect_timeout)
         self._keepalive = threading.Thread(
             target=self._keepalive_loop, name="coordination-etcd-keepalive", daemon=True
         )
         self._keepalive.start()
+
+    def _open(self, timeout: float) -> Session:
+        """A client, authenticated if we have a user, and a lease within ``timeout``;
+        on failure the client is closed again."""
+        self._client = pyetcd.MultiEndpointEtcd3Client(
+            endpoints=etcd_auth.endpoints(self.config),
+            timeout=min(RPC_TIMEOUT, self.config.request_timeout), failover=True,
+        )
+        try:
+            if self.config.username is not None:
+                self._call(None, etcd_auth.authenticate, self._client, self.config,
+                           timeout=timeout)
+            return self._grant(timeout)
+        except CoordinationError:
+            self._client.close()
+            raise
 
     def _disown_parent(self) -> None:
         self._guard = threading.RLock()

@@ -6,7 +6,8 @@ handshake of its own with the first server that answers, with the same settings,
 raises :class:`~coordination.errors.TLSError` saying which: the server's certificate is
 not signed by our CA, or not issued to the name we connect by, the server refused our
 client certificate, or it does not speak TLS. ``speaks_tls`` tells a client without TLS
-that the server wants it.
+that the server wants it; ``connect`` runs a backend's first connect with both, so that
+each is told within ``connect_timeout``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,16 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from ..config import Config
-from ..errors import ConfigError, TLSError
+from ..errors import BackendUnavailable, ConfigError, TLSError
+
+T = TypeVar("T")
+#: A client without TLS whose servers did not answer within this many seconds (at most
+#: a third of connect_timeout) asks them whether they speak TLS before it goes on.
+PLAINTEXT_GRACE = 1.0
 
 #: OpenSSL's verify codes for a certificate issued to another name or address.
 _NAME_MISMATCH = {62, 64}
@@ -67,6 +75,28 @@ def private_key_pem(config: Config) -> bytes | None:
                              serialization.NoEncryption())
 
 
+def connect(config: Config, attempt: Callable[[float], T], timeout: float) -> T:
+    """``attempt(seconds)``, a backend's connect, told apart from TLS problems within
+    ``timeout`` in all: with TLS, a handshake of our own first (``check``); without,
+    if no server answered within ``PLAINTEXT_GRACE``, ``TLSError`` when they speak
+    TLS, else a second attempt for the rest of the time. ``attempt`` raises
+    ``BackendUnavailable`` when no server answered, and leaves nothing open then."""
+    deadline = time.monotonic() + timeout
+    if config.tls:
+        check(config, timeout)
+        return attempt(max(deadline - time.monotonic(), 0.1))
+    try:
+        return attempt(min(PLAINTEXT_GRACE, timeout / 3))
+    except BackendUnavailable:
+        wants = speaks_tls(config, timeout=min(1.0, (deadline - time.monotonic()) / 2))
+        if wants is not None:
+            raise TLSError(f"{wants} speaks TLS: set tls = true (and ca)") from None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise BackendUnavailable(f"no server of {config.endpoints} answered within {timeout:g}s")
+    return attempt(left)
+
+
 def check(config: Config, timeout: float) -> None:
     """Raise ``TLSError`` (the cause in words) if a handshake with the first server that
     answers fails. Nothing if no server answers: the backend reports that."""
@@ -103,15 +133,19 @@ def check(config: Config, timeout: float) -> None:
 
 
 def speaks_tls(config: Config, timeout: float = 2.0) -> str | None:
-    """The first endpoint that completes a TLS handshake (certificate unchecked), else
-    None: for a client without TLS whose connect failed, to say why."""
+    """The first endpoint that completes a TLS handshake (certificate unchecked) within
+    ``timeout`` in all, else None: for a client without TLS whose connect failed."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    deadline = time.monotonic() + timeout
     for endpoint in config.endpoints:
         host, port = endpoint.rsplit(":", 1)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
         try:
-            with socket.create_connection((host, int(port)), timeout=timeout) as raw, \
+            with socket.create_connection((host, int(port)), timeout=left) as raw, \
                     ctx.wrap_socket(raw, server_hostname=host):
                 return endpoint
         except ssl.SSLError as exc:  # an alert (no client certificate...) is TLS speaking

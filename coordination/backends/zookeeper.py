@@ -45,7 +45,6 @@ from ..errors import (
     CoordinationError,
     PermissionDenied,
     SessionLost,
-    TLSError,
 )
 from ..session import Session, SessionState
 from . import fork, tls, zookeeper_security
@@ -326,7 +325,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         self._discarded = False  # the current client was closed after a presumed loss
         self._replace_guard = threading.Lock()
         self._client: KazooClient = None  # set just below
-        self._client = self._open_client(config.connect_timeout)
+        self._client = tls.connect(config, self._open_client, config.connect_timeout)
         self._session = self._new_session(self._client)
         PAUSE_WATCH.subscribe(self)
 
@@ -340,22 +339,20 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
 
     def _reconnect_in_child(self) -> None:
         fork.abandon(self._client)
-        client = self._open_client(self.config.connect_timeout)
+        client = tls.connect(self.config, self._open_client, self.config.connect_timeout)
         with self._guard:
             self._client, self._discarded = client, False
             self._session = self._new_session(client)
         PAUSE_WATCH.subscribe(self)
 
     def _open_client(self, timeout: float) -> KazooClient:
-        if self.config.tls:
-            tls.check(self.config, timeout)
         client = KazooClient(
             hosts=",".join(self.config.endpoints),
             timeout=self.config.session_ttl,
             connection_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=0.5),
             **zookeeper_security.client_options(self.config),
         )
-        zookeeper_security.hide_credentials(client)
+        zookeeper_security.prepare(client)
         _record_negotiated_timeout(client, self._negotiated)
         client.add_listener(lambda state: self._on_state(client, state))
         try:
@@ -363,9 +360,6 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
             zookeeper_security.check_identity(client, self.config)
         except (KazooTimeoutError, KazooException) as exc:
             _discard(client)
-            wants = None if self.config.tls else tls.speaks_tls(self.config)
-            if wants is not None:
-                raise TLSError(f"{wants} speaks TLS: set tls = true (and ca)") from None
             raise BackendUnavailable(
                 f"no ZooKeeper server of {self.config.endpoints} answered within {timeout:g}s"
             ) from exc

@@ -10,6 +10,11 @@ Digest authentication never fails by itself (the server takes any ``user:passwor
 an identity and checks it only against ACLs), so at connect we compare our identity
 with the digest ACL of the namespace root, when it exists: a wrong password is then
 told at once, as ``AuthenticationFailed``.
+
+``sasl = true`` authenticates by SASL DIGEST-MD5 instead (the users are in the servers'
+JAAS file; the identity in ACLs is ``sasl:<user>``). A wrong password or unknown user
+fails the SASL exchange, and an ensemble that requires SASL closes every session that
+did not authenticate by it: both are told at connect, as ``AuthenticationFailed``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kazoo.exceptions import NoAuthError, NoNodeError
+from kazoo.exceptions import (
+    AuthFailedError,
+    NoAuthError,
+    NoNodeError,
+    SessionClosedRequireSaslError,
+)
 from kazoo.handlers.threading import SequentialThreadingHandler
 from kazoo.security import (
     CREATOR_ALL_ACL,
@@ -27,7 +37,7 @@ from kazoo.security import (
 )
 
 from ..config import Config
-from ..errors import AuthenticationFailed, PermissionDenied
+from ..errors import AuthenticationFailed, ConfigError, PermissionDenied
 
 _ACLS = {"private": CREATOR_ALL_ACL, "public-read": CREATOR_ALL_ACL + READ_ACL_UNSAFE,
          "open": OPEN_ACL_UNSAFE}
@@ -60,7 +70,14 @@ class _HideAuth(logging.Filter):
 _HIDE_AUTH = _HideAuth()
 
 
-def hide_credentials(client: Any) -> None:
+def prepare(client: Any) -> None:
+    """Before ``client`` starts: keep its log lines free of our password, and make a
+    refused SASL exchange stop it."""
+    _hide_credentials(client)
+    _end_refused_sasl(client)
+
+
+def _hide_credentials(client: Any) -> None:
     """Keep ``client``'s log lines free of our password (see ``_HideAuth``)."""
     logger = getattr(client, "logger", None)
     if isinstance(logger, logging.Logger) and _HIDE_AUTH not in logger.filters:
@@ -76,25 +93,64 @@ def client_options(config: Config) -> dict[str, Any]:
                        check_hostname=True)
         if config.server_name is not None:
             options["handler"] = _NamedHandler(config.server_name)
-    if config.username is not None:
+    if config.sasl:
+        try:
+            import puresasl  # noqa: F401  (kazoo's SASL needs it)
+        except ImportError:
+            raise ConfigError("sasl = true needs the pure-sasl package: "
+                              "pip install 'coordination[zookeeper]'") from None
+        options["sasl_options"] = {"mechanism": "DIGEST-MD5", "username": config.username,
+                                   "password": config.password}
+    elif config.username is not None:
         options["auth_data"] = [("digest", f"{config.username}:{config.password}")]
     return options
 
 
-def check_identity(client: Any, config: Config) -> None:
-    """``AuthenticationFailed`` if the namespace root's ACL names our user with another
-    password; ``PermissionDenied`` if we may not even read it."""
-    if config.username is None:
+def _end_refused_sasl(client: Any) -> None:
+    """Make a refused SASL exchange end the connection attempts as a wrong password
+    does. Where SASL is required, kazoo's connection thread dies of the server's
+    "session closed, SASL required" answer instead, and requests then fail as a lost
+    connection. Without that kazoo step (another kazoo) nothing changes."""
+    connection: Any = getattr(client, "_connection", None)
+    authenticate = getattr(connection, "_authenticate_with_sasl", None)
+    if authenticate is None:  # pragma: no cover - another kazoo
         return
+
+    def authenticate_or_fail(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return authenticate(*args, **kwargs)
+        except SessionClosedRequireSaslError as exc:
+            raise AuthFailedError("SASL authentication refused") from exc
+
+    connection._authenticate_with_sasl = authenticate_or_fail
+
+
+def check_identity(client: Any, config: Config) -> None:
+    """``AuthenticationFailed`` if the servers refused our SASL user or require SASL
+    of us, or if the namespace root's ACL names our digest user with another password;
+    ``PermissionDenied`` if we may not even read it. One request, after which the
+    session is known to be authenticated."""
     root = f"/{config.namespace.split('/')[0]}"
     try:
         acls, _stat = client.get_acls(root)
     except NoNodeError:
         return  # made by our first write, with our ACL
+    except AuthFailedError:
+        raise AuthenticationFailed(
+            f"ZooKeeper refused SASL user {config.username!r}: unknown user or wrong "
+            "password") from None
+    except SessionClosedRequireSaslError:
+        raise AuthenticationFailed(
+            "the ZooKeeper servers require SASL authentication: set username, password "
+            "and sasl = true") from None
     except NoAuthError:
+        if config.username is None:
+            return  # an anonymous client: its requests will say what they may not do
         raise PermissionDenied(
             f"ZooKeeper denies user {config.username!r} the namespace {root}: it belongs to "
             "another identity, or the password is wrong") from None
+    if config.username is None or config.sasl:
+        return
     ours = make_digest_acl_credential(config.username, config.password)
     named = [acl.id.id for acl in acls if acl.id.scheme == "digest"
              and acl.id.id.split(":", 1)[0] == config.username]
