@@ -87,14 +87,7 @@ class Secrets:
         """Certificates and passwords, made once; kept across restarts of the workdir."""
         lab_tls.ensure(self.dir, self.cluster.size, IDENTITIES)
         for identity in IDENTITIES:
-            path = self.password_file(identity)
-            if not path.is_file():
-                tmp = path.with_name(f".{path.name}.tmp")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                os.fchmod(fd, 0o600)
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(secrets.token_urlsafe(18) + "\n")
-                os.replace(tmp, path)
+            ensure_password(self.password_file(identity))
 
     def password_file(self, identity: str) -> Path:
         return self.dir / f"{_identity(identity)}.password"
@@ -195,6 +188,22 @@ class Secrets:
         return target
 
 
+def ensure_password(path: Path) -> None:
+    """A random password in ``path`` (mode 0600) unless there is one."""
+    if path.is_file():
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    write_private(tmp, secrets.token_urlsafe(18) + "\n")
+    os.replace(tmp, path)
+
+
+def zookeeper_jaas(passwords: dict[str, str]) -> str:
+    """A ZooKeeper server JAAS file: SASL DIGEST-MD5 users and their passwords."""
+    users = " ".join(f'user_{name}="{password}"' for name, password in passwords.items())
+    return (f"Server {{\n    org.apache.zookeeper.server.auth.DigestLoginModule required\n"
+            f"    {users};\n}};\n")
+
+
 def _identity(identity: str) -> str:
     if identity not in IDENTITIES:
         raise ValueError(f"unknown identity {identity!r}; expected one of {IDENTITIES}")
@@ -235,7 +244,6 @@ class SecureZooKeeper(_ZooKeeper):
     FACTORY = "org.apache.zookeeper.server.NettyServerCnxnFactory"
     X509 = "org.apache.zookeeper.server.auth.X509AuthenticationProvider"
     SASL = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
-    DIGEST_LOGIN = "org.apache.zookeeper.server.auth.DigestLoginModule"
 
     def __init__(self, cluster: LocalCluster) -> None:
         super().__init__(cluster)
@@ -252,10 +260,8 @@ class SecureZooKeeper(_ZooKeeper):
     def prepare(self) -> None:
         self.secrets.ensure()
         self._ctx = None
-        users = " ".join(f'user_{self.secrets.username(i)}="{self.secrets.password(i)}"'
-                         for i in IDENTITIES)
-        _write_private(self._jaas, f"Server {{\n    {self.DIGEST_LOGIN} required\n"
-                                   f"    {users};\n}};\n")
+        write_private(self._jaas, zookeeper_jaas(
+            {self.secrets.username(i): self.secrets.password(i) for i in IDENTITIES}))
 
     @property
     def _jaas(self) -> Path:
@@ -303,7 +309,7 @@ class SecureZooKeeper(_ZooKeeper):
               if self.cluster.require_sasl else []),
             "",
         ])
-        _write_private(path, cfg)
+        write_private(path, cfg)
 
     def command(self, node: _Node) -> list[str]:
         cmd = super().command(node)
@@ -318,7 +324,7 @@ class SecureZooKeeper(_ZooKeeper):
         return _tls_four_letter(node.client_port, word, self._ctx)
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path``, readable by its owner only (it holds secrets)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)

@@ -78,23 +78,26 @@ class TlsFiles:
         return files
 
 
-def ensure(directory: str | os.PathLike[str], nodes: int, clients: Iterable[str]) -> TlsFiles:
+def ensure(directory: str | os.PathLike[str], nodes: int, clients: Iterable[str],
+           names: Iterable[str] = ()) -> TlsFiles:
     """Write the CA, node and client certificates into ``directory`` unless they are all
-    there already; their paths. Makes everything anew if any file is missing."""
+    there already; their paths. Makes everything anew if any file is missing. ``names``:
+    more DNS names for the node certificates (hosts of a compose network)."""
     files = TlsFiles(Path(directory))
     clients = tuple(clients)
     files.dir.mkdir(parents=True, exist_ok=True)
     os.chmod(files.dir, 0o700)
     if all(path.is_file() for path in files.all_files(nodes, clients)):
         return files
-    _generate(files, nodes, clients)
+    _generate(files, nodes, clients, tuple(names))
     return files
 
 
 # --- generation -------------------------------------------------------------------------
 
 
-def _generate(files: TlsFiles, nodes: int, clients: tuple[str, ...]) -> None:
+def _generate(files: TlsFiles, nodes: int, clients: tuple[str, ...],
+              names: tuple[str, ...]) -> None:
     def name(common: str) -> x509.Name:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
@@ -113,7 +116,8 @@ def _generate(files: TlsFiles, nodes: int, clients: tuple[str, ...]) -> None:
         cert = _leaf(
             name(f"coordination lab node {i}"), node_key, ca_cert, ca_key,
             usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
-            san=[x509.IPAddress(ipaddress.ip_address(HOST_IP)), x509.DNSName(HOST_NAME)],
+            san=[x509.IPAddress(ipaddress.ip_address(HOST_IP)),
+                 *(x509.DNSName(n) for n in (HOST_NAME, *names))],
         )
         _write(files.node_cert(i), _pem_cert(cert))
         _write(files.node_key(i), _pem_key(node_key), secret=True)
