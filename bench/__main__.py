@@ -56,7 +56,7 @@ def _guarded(store: dict[str, Any], key: str, measure: Callable[[], dict[str, An
 
 
 def plan_backend(plan: Plan, results: dict[str, Any], servers: Servers, cluster: LocalCluster,
-                 duration: float, reps: int, depths: list[int]) -> None:
+                 duration: float, reps: int) -> None:
     out = results.setdefault(servers.backend, {"raw": {}, "locks": {}, "queues": {}, "depth": {}})
     for clients in RAW_CLIENTS:
         plan.add(f"{servers.backend}: raw writes, {clients} clients",
@@ -84,6 +84,11 @@ def plan_backend(plan: Plan, results: dict[str, Any], servers: Servers, cluster:
         plan.add(f"{servers.backend}: {subject.label}, batches of {BATCH}",
                  _guarded(row, "batch", lambda s=subject: scenarios.queue_batches(
                      s, BATCH, duration, reps)))
+
+
+def plan_depth(plan: Plan, results: dict[str, Any], servers: Servers, depths: list[int]) -> None:
+    """Last of a backend's steps: a million waiting tasks slow everything after them."""
+    out = results[servers.backend]
     name = "deep"
     filled = [0]
     for depth in depths:
@@ -143,10 +148,11 @@ def main(backends: tuple[str, ...], quick: bool, duration: float, reps: int,
                 servers = Servers(backend, f"{cluster.url}/bench", cluster.endpoints,
                                   redis.port if redis.available else None)
                 plan = Plan()
-                plan_backend(plan, results, servers, cluster, duration, reps, depth_list)
+                plan_backend(plan, results, servers, cluster, duration, reps)
                 plan.add(f"{backend}: ours over TLS + auth vs plaintext", _guarded(
                     results[backend], "tls", lambda b=backend, s=servers, c=secured: _tls(
                         b, s, c, duration, reps)))
+                plan_depth(plan, results, servers, depth_list)
                 _run(plan, console)
             finally:
                 cluster.stop()

@@ -244,11 +244,23 @@ def get_latency(url: str, name: str, samples: int, refill: bool) -> dict[str, fl
     return {"p50_ms": percentile(latencies, 50) * 1e3, "p99_ms": percentile(latencies, 99) * 1e3}
 
 
+#: Unmeasured warm-up of the TLS figure's subjects, in figure durations.
+WARMUP = 5
+
+
 def tls_cost(plain: Subject, plain_queue: Subject, secured: Subject, secured_queue: Subject,
              duration: float, reps: int) -> dict[str, Any]:
     """Our lock cycle (1 contender) and queue get+ack (1x1) in plaintext and over TLS with
     a user (etcd: its token too), alternating rep by rep so that both see the same
-    machine: ``lock plain``, ``lock secured``, ``queue plain``, ``queue secured``."""
+    machine: ``lock plain``, ``lock secured``, ``queue plain``, ``queue secured``.
+
+    Each is first run unmeasured for ``WARMUP`` x ``duration``: the secured cluster is
+    started just before, and a ZooKeeper JVM that has not yet compiled its TLS code
+    serves a third of what it serves warm (A/B on two clusters started together:
+    over ten 2 s reps TLS went 209 -> 566 cycles/s while plaintext went 297 -> 700)."""
+    for lock, queue in ((plain, plain_queue), (secured, secured_queue)):
+        lock_cycles(lock, 1, WARMUP * duration, 1, None)
+        queue_flow(queue, 1, 1, WARMUP * duration, 1)
     rates: dict[str, list[float]] = {"lock plain": [], "lock secured": [], "queue plain": [],
                                      "queue secured": []}
     for _ in range(reps):
