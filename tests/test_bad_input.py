@@ -10,6 +10,7 @@ import pytest
 
 import coordination
 from coordination import errors
+from coordination.backends.kv import Delete
 from coordination.names import validate_name
 
 BAD_NAMES = [
@@ -57,6 +58,9 @@ def test_bad_lock_input_changes_nothing_on_the_server(coord: coordination.Coordi
         coord.lock("fine", timeout=-2)
     with pytest.raises(errors.InvalidArgument):
         coord.lock("fine", node_style="redis")
+    if coord.backend == "etcd":  # Curator's names are ZooKeeper's (was a raw TypeError)
+        with pytest.raises(errors.InvalidArgument, match="ZooKeeper"):
+            coord.lock("fine", node_style="curator").acquire(timeout=1)
     assert _namespace_is_empty(coord)
 
 
@@ -85,3 +89,20 @@ def test_unreachable_servers_fail_within_connect_timeout(scheme: str) -> None:
 def test_no_foreign_exception_escapes_config() -> None:
     with pytest.raises(errors.CoordinationError):
         coordination.connect("etcd://127.0.0.1:1/shop?session_ttl=x")
+
+
+@pytest.mark.integration
+def test_a_tampered_ordering_key_is_a_queue_error(coord: coordination.Coordinator) -> None:
+    """Another client removed the task count of an ordering key: the ack says so with a
+    QueueError (it was an ``assert``, gone under ``python -O``)."""
+    queue = coord.queue("orders")
+    queue.put(b"step 1", key="order-1")
+    task = queue.get(timeout=5)
+    assert task is not None
+    count_key = queue._k("n", queue._key_dir("order-1"))
+    backend = coord._backend
+    entry = backend.kv_get(count_key)
+    assert entry is not None
+    backend.kv_commit([], [Delete(count_key)])
+    with pytest.raises(errors.QueueError, match="order-1"):
+        task.ack()

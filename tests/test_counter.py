@@ -252,3 +252,20 @@ def test_leader_kill_loses_and_doubles_no_update(fault_cluster: LocalCluster) ->
     # Every returned add applied once; an uncertain one at most once.
     assert len(returned) <= final <= len(returned) + uncertain[0]
     assert max(returned) <= final
+
+
+def test_next_write_gives_up_when_none_came(coord: coordination.Coordinator, backend: str) -> None:
+    """The history lookup of a lost reply (``kv_next_write``) answers within its own
+    timeout when nothing was written after the version asked about (it waited forever)."""
+    counter = coord.counter("quiet")
+    counter.set(1)
+    backend_ = coord._backend
+    entry = backend_.kv_get(backend_.kv_root("counters", "quiet"))
+    assert entry is not None
+    answer: list[object] = []
+    asking = threading.Thread(
+        target=lambda: answer.append(backend_.kv_next_write(entry.key, entry.version)), daemon=True)
+    asking.start()
+    asking.join(timeout=10)
+    assert not asking.is_alive(), "kv_next_write waited for a write that never came"
+    assert answer == [None]

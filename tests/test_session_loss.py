@@ -38,10 +38,15 @@ def expire_session(coord: coordination.Coordinator) -> None:
         backend._client.revoke_lease(session.id)  # type: ignore[attr-defined]
 
 
-def test_lost_session_is_noticed_and_lock_passes_on(connect) -> None:
+def test_lost_session_is_noticed_and_lock_passes_on(connect, caplog) -> None:
     owner, other = connect(), connect()
     lock = owner.lock("sku")
     lost = threading.Event()
+
+    def failing(_lock: object) -> None:
+        raise RuntimeError("a callback that fails")
+
+    lock.on_lost(failing)  # logged, and the next callback still runs
     lock.on_lost(lambda _lock: lost.set())
     states: list[SessionState] = []
     owner.add_listener(states.append)
@@ -49,6 +54,7 @@ def test_lost_session_is_noticed_and_lock_passes_on(connect) -> None:
     token = lock.token
     expire_session(owner)
     assert lost.wait(TTL * 2), "lost callback did not run"
+    assert any("on_lost callback" in r.getMessage() and r.exc_info for r in caplog.records)
     assert not lock.held
     with pytest.raises(errors.LockLost):
         lock.ensure_held()

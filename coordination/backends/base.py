@@ -106,6 +106,9 @@ class Backend(abc.ABC):
     #: True where every entry of a session under one path has the same key (etcd's
     #: ``PREFIX/LEASE_ID`` layout): two local contenders must then take turns locally.
     one_entry_per_session: ClassVar[bool] = False
+    #: Namings of lock entries that ``enqueue(..., style=)`` takes, for interop with other
+    #: clients' locks (ZooKeeper: kazoo's and Curator's node names); empty: one naming.
+    node_styles: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Config) -> None:
         self.config = config

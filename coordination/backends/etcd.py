@@ -17,6 +17,7 @@ keepalive was *sent*, so we never outlive the server's view).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -123,7 +124,8 @@ class _EtcdKV:
             else:
                 lease = 0
                 if isinstance(op, Create) and op.ephemeral:
-                    assert session is not None
+                    if session is None:
+                        raise InvalidArgument("an ephemeral create needs a session")
                     lease = int(session.id)
                 success.append(etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(
                     key=op.key.encode(), value=op.value, lease=lease)))
@@ -137,16 +139,18 @@ class _EtcdKV:
         return reply.header.revision if reply.succeeded else None
 
     def kv_next_write(self: EtcdBackend, key: str, version: int) -> bytes | None:  # type: ignore[misc]
-        # The watch replays the key's history from the revision after ``version``.
+        # The watch replays the key's history from the revision after ``version``; a
+        # write that came is there at once, so RPC_TIMEOUT without one means none came.
+        watch = functools.partial(self._client.watch_once_response, key.encode(),
+                                  timeout=RPC_TIMEOUT, start_revision=version + 1)
         try:
-            event = self._call(None, self._client.watch_once, key.encode(),
-                               timeout=RPC_TIMEOUT, start_revision=version + 1)
-        except CoordinationError:
+            response = self._call(None, watch, timeout=RPC_TIMEOUT)
+        except (CoordinationError, etcd_errors.WatchTimedOut):
             return None
-        except Exception:  # RevisionCompactedError, or an error in place of a response
-            return None
-        if isinstance(event, etcd_events.PutEvent):
-            return bytes(event.value)
+        # pyetcd hands a compaction or a broken stream over in place of a response.
+        events = getattr(response, "events", None)
+        if events and isinstance(events[0], etcd_events.PutEvent):
+            return bytes(events[0].value)
         return None
 
     def kv_written_version(self: EtcdBackend, stamp: int, before: Entry | None) -> int:  # type: ignore[misc]

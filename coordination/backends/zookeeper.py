@@ -314,6 +314,7 @@ class _ZooKeeperKV:
 
 class ZooKeeperBackend(_ZooKeeperKV, Backend):
     name = "zookeeper"
+    node_styles = tuple(NODE_STYLES)
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)

@@ -21,6 +21,7 @@ README, "Fencing tokens").
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
 import time
@@ -38,6 +39,8 @@ from ..errors import (
 )
 from ..names import validate_name, validate_raw_path
 from ..session import SessionState
+
+log = logging.getLogger(__name__)
 
 LostCallback = Callable[["Lock"], None]
 
@@ -86,6 +89,9 @@ class Lock:
             self._path = backend.recipe_path(self._recipe, validate_name(name, f"{self._what} name"))
         if node_style not in ("kazoo", "curator"):
             raise InvalidArgument("node_style must be 'kazoo' or 'curator'")
+        if node_style != "kazoo" and node_style not in backend.node_styles:
+            raise InvalidArgument(f"node_style {node_style!r} names ZooKeeper nodes; the "
+                                  f"{backend.name} backend has one naming of its lock entries")
         if not isinstance(reentrant, bool):
             raise InvalidArgument(f"reentrant must be a bool, got {reentrant!r}")
         self.name = name
@@ -242,8 +248,10 @@ class Lock:
         def on_state(state: SessionState) -> None:
             if state == SessionState.LOST and self._entry is entry:
                 for callback in list(self._callbacks):
-                    with contextlib.suppress(Exception):
+                    try:
                         callback(self)
+                    except Exception:  # one failing callback must not stop the others
+                        log.exception("on_lost callback %r of %r failed", callback, self)
 
         entry.session.add_listener(on_state)
         self._listener = on_state

@@ -52,6 +52,7 @@ from ..errors import (
     AlreadyAcknowledged,
     ClaimLost,
     InvalidArgument,
+    QueueError,
     SessionLost,
     TaskNotFound,
     UncertainOutcome,
@@ -533,7 +534,9 @@ class Queue:
         kd = self._key_dir(h["k"])
         count_key = self._k("n", kd)
         count = self._backend.kv_get(count_key)
-        assert count is not None
+        if count is None:
+            raise QueueError(f"queue {self.name!r}: the task count of ordering key "
+                             f"{h['k']!r} is gone (removed by another client?)")
         checks.append(Version(count_key, count.version))
         n = int(count.value) - 1
         ops: list[Op] = [Delete(self._k("k", kd, h["q"]))]
