@@ -395,6 +395,10 @@ class _Backend:
         """Watch notifications the node sent to its clients so far."""
         raise NotImplementedError
 
+    def watches(self, node: _Node) -> float:
+        """Watches the node holds for its clients now."""
+        raise NotImplementedError
+
 
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
 # Debian's zookeeper.jar lists its dependencies in its manifest Class-Path but has no
@@ -503,6 +507,9 @@ class _ZooKeeper(_Backend):
         return sum(float(counters.get(f"zk_sum_node_{event}_watch_count", 0))
                    for event in ("created", "deleted", "changed", "children"))
 
+    def watches(self, node: _Node) -> float:
+        return float(self._mntr(node).get("zk_watch_count", 0))
+
     def _mntr(self, node: _Node) -> dict[str, str]:
         lines = (self._word(node, "mntr") or "").splitlines()
         return dict(line.split("\t", 1) for line in lines if "\t" in line)
@@ -580,6 +587,11 @@ class _Etcd(_Backend):
     def notifications(self, node: _Node) -> float:
         metrics = self._get_text(f"{self._url(node.client_port)}/metrics") or ""
         found = re.search(r"^etcd_debugging_mvcc_events_total (\S+)$", metrics, re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
+
+    def watches(self, node: _Node) -> float:
+        metrics = self._get_text(f"{self._url(node.client_port)}/metrics") or ""
+        found = re.search(r"^etcd_debugging_mvcc_watcher_total (\S+)$", metrics, re.MULTILINE)
         return float(found.group(1)) if found else 0.0
 
 
@@ -948,6 +960,11 @@ class LocalCluster:
         counters (ZooKeeper ``mntr``: watchers fired per event, summed; etcd: watch
         events sent)."""
         return sum(self._impl.notifications(node) for node in self._nodes if node.probeable())
+
+    def watches(self) -> float:
+        """Watches all running nodes hold for their clients now (ZooKeeper ``mntr``
+        ``zk_watch_count``; etcd's watcher gauge)."""
+        return sum(self._impl.watches(node) for node in self._nodes if node.probeable())
 
     def heal(self, timeout: float = 60.0) -> None:
         """Undo every fault: rejoin isolated nodes, resume paused ones, restart dead ones,

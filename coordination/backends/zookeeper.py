@@ -655,10 +655,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         me.session.add_waker(woken)
         try:
             for blocker in blockers:
-                stat = self._call(
-                    me.session, "exists", blocker.key, watch=lambda _event: woken.set()
-                )
-                if stat is None:
+                if not self._watch_entry(blocker.key, lambda _event: woken.set(), me.session):
                     return True
             return woken.wait(timeout)
         finally:
@@ -687,6 +684,17 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         head = self.head(path)
         return None if head.same_entry(seen) else head
 
+    def _watch_entry(self, key: str, wake: Callable[[Any], None],
+                     session: Session | None = None) -> bool:
+        """Watch the entry ``key`` for its deletion; False (and no watch) if it is gone.
+        A read, not ``exists``: ``exists`` on a missing node leaves a watch for its
+        creation, which for a contender entry never comes (Curator reads for this)."""
+        try:
+            self._call(session, "get", key, watch=wake)
+        except NoNodeError:
+            return False
+        return True
+
     def _wait_head_changed(self, path: str, seen: Head, timeout: float,
                            woken: threading.Event | None) -> None:
         event = woken or threading.Event()
@@ -696,7 +704,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
 
         try:
             if seen.key is not None:
-                if self._call(None, "exists", seen.key, watch=wake) is None:
+                if not self._watch_entry(seen.key, wake):
                     return
             else:
                 try:
