@@ -38,7 +38,10 @@ def test_leader_kill_and_full_restart_lose_nothing(fault_cluster: LocalCluster) 
         except coordination.errors.ClaimLost:
             pass  # its session did not survive the restart: it is delivered again
         while (task := w.get(timeout=TTL * 3)) is not None:
-            task.ack()
-            done.add(task.id)
+            try:
+                task.ack()
+                done.add(task.id)
+            except coordination.errors.ClaimLost:
+                pass  # a 2 s session lapsed on a loaded machine: delivered again
         assert done == put
         assert q.stats() == {"pending": 0, "delayed": 0, "blocked": 0, "in_flight": 0, "dead": 0}
