@@ -55,8 +55,6 @@ from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Presen
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: etcd's default --max-request-bytes is 1.5 MiB; keep a margin for keys and the txn.
-MAX_DATA = 1024 * 1024
 #: One RPC may take this long before we fail over to another endpoint.
 RPC_TIMEOUT = 2.0
 _TRANSIENT = (

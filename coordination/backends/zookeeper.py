@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import (
@@ -53,7 +53,6 @@ from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Presen
 from .pause_watch import PAUSE_WATCH
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 #: Node names of foreign lock contenders we honour: kazoo Lock/ReadLock (``__lock__``,
 #: ``__rlock__``), Curator InterProcessMutex (``-lock-``) and its read/write lock.
@@ -62,8 +61,6 @@ NODE_STYLES = {"kazoo": "{uuid}__lock__", "curator": "_c_{uuid}-lock-"}
 #: Shared (reader) contenders: kazoo ReadLock, Curator's read lock. All others exclude.
 READER_RE = re.compile(r"(?:__rlock__|__READ__)-?\d{10}$")
 READER_NODE = "{uuid}__rlock__"
-#: ZooKeeper's default jute.maxbuffer is 1 MiB; keep a margin for the path and header.
-MAX_DATA = 1024 * 1024 - 64 * 1024
 
 
 def _record_negotiated_timeout(client: KazooClient, timeouts: dict[int, float]) -> None:

@@ -160,6 +160,7 @@ class Queue:
         self._backend = backend
         self._root = backend.kv_root("queues", name)
         self._bell = f"{self._root}/bell"
+        self._bell_made = False
         self._last_reap = 0.0
         self._last_maintained = -math.inf
         self._contended_until = -math.inf  # lost a claim race lately: spread (see _try_claim)
@@ -257,41 +258,33 @@ class Queue:
         return [header["id"] for header, _ in tasks]
 
     def _commit_puts(self, tasks: Sequence[tuple[dict[str, Any], bytes]]) -> None:
-        checks = [Absent(self._k("t", h["id"])) for h, _ in tasks]
-        ops: list[Op] = []
-        for h, payload in tasks:
-            ops += [Create(self._k("t", h["id"]), self._pack(h, payload)),
-                    self._index(self._index_key(h), h["id"].encode())]
-        ops.append(self._ring())
-        while True:
+        while tasks:
+            checks = [Absent(self._k("t", h["id"])) for h, _ in tasks]
+            ops: list[Op] = []
+            for h, payload in tasks:
+                ops += [Create(self._k("t", h["id"]), self._pack(h, payload)),
+                        self._index(self._index_key(h), h["id"].encode())]
+            ops.append(self._ring())
             try:
                 if self._backend.kv_commit(checks, ops) is not None:
                     return
             except OutcomeUnknown:
                 pass
-            # A check failed (an id exists) or the outcome is unknown: keep the tasks
-            # that are not stored yet, and store those.
-            missing = [(h, p) for h, p in tasks if self._backend.kv_get(self._k("t", h["id"])) is None]
-            if not missing:
-                return
-            if len(missing) == len(tasks) and len(tasks) == 1:
-                continue  # unknown outcome, not applied: retry
-            tasks = missing
-            return self._commit_puts(tasks)
+            # A check failed (an id exists) or the outcome is unknown: store the tasks
+            # that are not stored yet.
+            tasks = [(h, p) for h, p in tasks
+                     if self._backend.kv_get(self._k("t", h["id"])) is None]
 
     def _ring(self) -> Op:
-        return Update(self._bell, b"") if self._bell_exists() else Create(self._bell, b"")
-
-    def _bell_exists(self) -> bool:
-        if getattr(self, "_bell_ok", False):
-            return True
-        if self._backend.kv_get(self._bell) is None:
-            try:
-                self._backend.kv_commit([Absent(self._bell)], [Create(self._bell, b"")])
-            except OutcomeUnknown:
-                pass
-        self._bell_ok = True
-        return True
+        """The op that wakes waiting consumers: a write of the bell key, made once."""
+        if not self._bell_made:
+            if self._backend.kv_get(self._bell) is None:
+                try:
+                    self._backend.kv_commit([Absent(self._bell)], [Create(self._bell, b"")])
+                except OutcomeUnknown:
+                    pass
+            self._bell_made = True
+        return Update(self._bell, b"")
 
     def _put_keyed(self, h: dict[str, Any], payload: bytes) -> None:
         kd = self._key_dir(h["k"])
@@ -479,7 +472,7 @@ class Queue:
                 h.update(state="done", n=uuid.uuid4().hex[:12], done=time.time_ns())
                 ops += [Update(record.key, self._pack(h, b"")), self._index(self._done_key(h), b"")]
             else:
-                ops += self._requeue(h, data, record.key, delay, error, checks)
+                ops += self._requeue(h, data, record.key, delay, error)
             session = getattr(task, "_session", None)
             try:
                 if self._backend.kv_commit(checks, ops, session) is not None:
@@ -513,7 +506,7 @@ class Queue:
             "session were lost; the task is either done or will be delivered again")
 
     def _requeue(self, h: dict[str, Any], data: bytes, record_key: str, delay: float,
-                 error: str, checks: list[Any]) -> list[Op]:
+                 error: str) -> list[Op]:
         """Ops putting a failed task back, or into the dead letters after max_attempts.
         A fresh nonce in the record tells a lost reply's sender whether it applied."""
         h["n"] = uuid.uuid4().hex[:12]
@@ -631,8 +624,7 @@ class Queue:
             checks: list[Any] = [Version(record.key, record.version), Absent(self._k("c", task_id)),
                                  Present(flight)]
             ops: list[Op] = [Delete(flight)]
-            ops += self._requeue(h, data, record.key, 0.0, "claim lost: worker session ended",
-                                 checks)
+            ops += self._requeue(h, data, record.key, 0.0, "claim lost: worker session ended")
             try:
                 self._backend.kv_commit(checks, ops)
             except OutcomeUnknown:
