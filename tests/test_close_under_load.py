@@ -68,3 +68,33 @@ def test_close_while_threads_work_through_failovers(fault_cluster: LocalCluster,
         if killed is not None:
             fault_cluster.restart(killed)
             fault_cluster.wait_healthy()
+
+
+def test_close_leaves_no_thread_behind(connect) -> None:
+    """Every thread a coordinator started (keepalive, pause watch, observers, sweeps) is
+    gone when ``close()`` returns; the client library's (pyetcd's watch stream ends
+    after its close, unjoined) within a moment."""
+    import threading
+
+    from .helpers import wait_for
+
+    before = {thread.ident for thread in threading.enumerate()}
+    coord = connect()
+    with coord.lock("l"):
+        pass
+    queue = coord.queue("q")
+    queue.put(b"x")
+    task = queue.get(timeout=5)
+    assert task is not None
+    task.ack()
+    election = coord.election("e")
+    election.observe(lambda _leader: None)
+    assert election.campaign(b"me", timeout=5)
+    coord.close()
+
+    def left() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+
+    ours = [name for name in left() if name.startswith("coordination-")]
+    assert not ours, f"threads of ours left after close(): {ours}"
+    wait_for(lambda: not left(), 2, message=f"threads left after close(): {left()}")

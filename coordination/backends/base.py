@@ -21,8 +21,9 @@ import dataclasses
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from ..config import Config
 from ..errors import ClientClosed, CoordinationError, SessionLost
@@ -99,6 +100,11 @@ class Head:
         return (self.key, self.token, self.value) == (other.key, other.token, other.value)
 
 
+class Companion(Protocol):
+    def stop(self) -> None:
+        """End the companion's thread and wait for it."""
+
+
 class Backend(abc.ABC):
     """A connection to one cluster: sessions, paths, and the contender primitives."""
 
@@ -119,6 +125,7 @@ class Backend(abc.ABC):
         self._orphans_guard = threading.Lock()
         self._next_sweep = 0.0
         self._listeners: list[Any] = []
+        self._companions: weakref.WeakSet[Companion] = weakref.WeakSet()
         self._inherited = False  # in a forked child, not connected on its own yet
         self._fork_guard = threading.RLock()
         self._reopening = False
@@ -133,6 +140,16 @@ class Backend(abc.ABC):
         Raises ``ClientClosed`` after :meth:`close`, ``BackendUnavailable`` if no new
         session can be opened within the request timeout.
         """
+
+    def add_companion(self, companion: Companion) -> None:
+        """A thread of ours that uses this backend (an election observer): its
+        ``stop()`` runs when ``close()`` begins, so the thread is gone before the
+        connection is. Held weakly."""
+        self._companions.add(companion)
+
+    def _stop_companions(self) -> None:
+        for companion in list(self._companions):
+            companion.stop()
 
     def add_listener(self, listener: Any) -> None:
         """Call ``listener(state)`` on every session state change of every generation."""
@@ -163,6 +180,7 @@ class Backend(abc.ABC):
         self._reopening = False
         self._gates, self._gates_guard = {}, threading.Lock()
         self._orphans, self._orphans_guard = [], threading.Lock()
+        self._companions = weakref.WeakSet()  # their threads are the parent's
         self._disown_parent()
 
     def _connect_in_child(self) -> None:

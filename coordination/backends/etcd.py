@@ -435,9 +435,12 @@ class EtcdBackend(_EtcdKV, Backend):
         session.deadline = sent + ttl - 0.1
         if session.state == SessionState.SUSPENDED:
             self._notify(session, SessionState.CONNECTED)
-            threading.Thread(target=self.sweep_orphans, daemon=True).start()
+            threading.Thread(target=self.sweep_orphans, daemon=True,
+                             name="coordination-orphan-sweep").start()
 
     def close(self) -> None:
+        if not self.closed:
+            self._stop_companions()
         with self._guard:
             if self.closed:
                 return
@@ -455,6 +458,8 @@ class EtcdBackend(_EtcdKV, Backend):
         session.set_state(SessionState.CLOSED)
         with self._idle:  # calls of other threads (see _enter_call) end first
             self._idle.wait_for(lambda: self._in_flight == 0, timeout=RPC_TIMEOUT + 1.0)
+        if self._keepalive is not threading.current_thread():
+            self._keepalive.join(timeout=RPC_TIMEOUT + 1.0)
         self._client.close()
 
     def describe(self) -> dict[str, Any]:

@@ -29,7 +29,7 @@ class Ticked(Protocol):
 class PauseWatch:
     """Calls ``on_tick(now, gap)`` of every subscriber every ``TICK`` seconds, ``gap``
     being the time since the previous tick. Subscribers are held weakly; the thread
-    runs while there are any."""
+    runs while there are any, and is gone when ``unsubscribe`` of the last returns."""
 
     def __init__(self) -> None:
         self._reset()
@@ -41,28 +41,37 @@ class PauseWatch:
         self._guard = threading.Lock()
         self._subscribers: weakref.WeakSet[Ticked] = weakref.WeakSet()
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()  # the current thread's
 
     def subscribe(self, subscriber: Ticked) -> None:
         with self._guard:
             self._subscribers.add(subscriber)
             if self._thread is None or not self._thread.is_alive():
+                self._stop = threading.Event()
                 self._thread = threading.Thread(
-                    target=self._run, name="coordination-pause-watch", daemon=True
+                    target=self._run, args=(self._stop,), name="coordination-pause-watch",
+                    daemon=True,
                 )
                 self._thread.start()
 
     def unsubscribe(self, subscriber: Ticked) -> None:
         with self._guard:
             self._subscribers.discard(subscriber)
+            if self._subscribers or self._thread is None:
+                return
+            thread, self._thread = self._thread, None
+            self._stop.set()
+        if thread is not threading.current_thread():
+            thread.join()
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         last = time.monotonic()
-        while True:
-            time.sleep(TICK)
+        while not stop.wait(TICK):
             with self._guard:
                 subscribers = list(self._subscribers)
-                if not subscribers:
-                    self._thread = None
+                if not subscribers:  # all collected without unsubscribing
+                    if self._thread is threading.current_thread():
+                        self._thread = None
                     return
             now = time.monotonic()
             for subscriber in subscribers:

@@ -389,7 +389,8 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
                 if session.alive and client.client_id and client.client_id[0] == session.id:
                     session.deadline = None
                     self._notify(session, SessionState.CONNECTED)
-                    threading.Thread(target=self.sweep_orphans, daemon=True).start()
+                    threading.Thread(target=self.sweep_orphans, daemon=True,
+                                     name="coordination-orphan-sweep").start()
                 elif session.state == SessionState.SUSPENDED:
                     # Back after the local deadline but before the loss timer ran (a busy
                     # machine runs timers late): recipes may have seen the session dead,
@@ -418,7 +419,8 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
             self._discarded = True
         # Close the old session for good: if it came back, its ephemeral nodes would
         # outlive what we told the recipes.
-        threading.Thread(target=_discard, args=(client,), daemon=True).start()
+        threading.Thread(target=_discard, args=(client,), daemon=True,
+                         name="coordination-zk-discard").start()
 
     def on_tick(self, now: float, gap: float) -> None:
         """From the process's pause watch. A process frozen (GC, SIGSTOP, swap) for half
@@ -440,7 +442,8 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
                 if client is self._client and session is self._session:
                     self._notify(session, SessionState.LOST)
                     self._discarded = True
-                    threading.Thread(target=_discard, args=(client,), daemon=True).start()
+                    threading.Thread(target=_discard, args=(client,), daemon=True,
+                                     name="coordination-zk-discard").start()
 
     def session(self) -> Session:
         self._check_open()
@@ -479,6 +482,8 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
             self._discarded = False
 
     def close(self) -> None:
+        if not self.closed:
+            self._stop_companions()
         with self._guard:
             if self.closed:
                 return

@@ -61,6 +61,7 @@ class Observer:
         self._thread = threading.Thread(
             target=self._run, name="coordination-election-observer", daemon=True)
         self._thread.start()
+        backend.add_companion(self)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop observing (no call starts after this returns, unless called from the
