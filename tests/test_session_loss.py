@@ -103,6 +103,9 @@ def test_the_session_ttl_is_the_one_the_server_granted(connect, backend: str) ->
         assert ttl == 1.0
     else:
         assert ttl >= 1.0
+    # What observers and queue waits size themselves by, read without opening a session
+    # (they used the TTL asked for, or waited for a session just to size a wait).
+    assert coord._backend.session_ttl == ttl
 
 
 def test_a_release_right_after_a_server_side_expiry_reports_the_loss(connect) -> None:

@@ -141,6 +141,12 @@ class Backend(abc.ABC):
         session can be opened within the request timeout.
         """
 
+    @property
+    @abc.abstractmethod
+    def session_ttl(self) -> float:
+        """Seconds of the latest session as granted (ZooKeeper's negotiated timeout,
+        etcd's lease TTL), at once: for sizing waits, never opening a session."""
+
     def add_companion(self, companion: Companion) -> None:
         """A thread of ours that uses this backend (an election observer): its
         ``stop()`` runs when ``close()`` begins, so the thread is gone before the

@@ -395,6 +395,10 @@ class EtcdBackend(_EtcdKV, Backend):
         session.deadline = time.monotonic() + lease.ttl - 0.1
         return session
 
+    @property
+    def session_ttl(self) -> float:
+        return self._session.ttl
+
     def session(self) -> Session:
         self._check_open()
         with self._guard:

@@ -445,6 +445,10 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
                     threading.Thread(target=_discard, args=(client,), daemon=True,
                                      name="coordination-zk-discard").start()
 
+    @property
+    def session_ttl(self) -> float:
+        return self._session.ttl
+
     def session(self) -> Session:
         self._check_open()
         deadline = time.monotonic() + self.config.request_timeout

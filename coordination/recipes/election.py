@@ -57,7 +57,7 @@ class Observer:
         self._callback = callback
         self._stopped = threading.Event()
         self._wake = threading.Event()  # set by the watch, and by stop()
-        self._wait = min(2.0, backend.config.session_ttl)
+        self._wait = min(2.0, backend.session_ttl)
         self._thread = threading.Thread(
             target=self._run, name="coordination-election-observer", daemon=True)
         self._thread.start()

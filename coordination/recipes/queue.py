@@ -338,7 +338,7 @@ class Queue:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return None
-            ttl = self._backend.session().ttl
+            ttl = self._backend.session_ttl
             wait = ttl / 2 if remaining is None else min(remaining, ttl / 2)
             next_due = self._next_due()
             if next_due is not None:
@@ -574,7 +574,7 @@ class Queue:
                 )
             except OutcomeUnknown:
                 pass
-        ttl = self._backend.session().ttl
+        ttl = self._backend.session_ttl
         if time.monotonic() - self._last_reap >= ttl / 4:
             self._last_reap = time.monotonic()
             self._reap()
