@@ -63,6 +63,10 @@ READER_RE = re.compile(r"(?:__rlock__|__READ__)-?\d{10}$")
 READER_NODE = "{uuid}__rlock__"
 
 
+#: Longest wait for a state change of the client before ``session()`` looks again.
+STATE_RECHECK = 0.25
+
+
 def _record_negotiated_timeout(client: KazooClient, timeouts: dict[int, float]) -> None:
     """Record the session timeout each connect negotiates (ZooKeeper clamps the one asked
     for to [2, 20] x tickTime) in ``timeouts`` by session id. kazoo only logs it: wrap
@@ -316,6 +320,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self._guard = threading.RLock()
+        self._changed = threading.Condition(self._guard)  # client or session state changed
         self._assured: set[str] = set()
         self._heads: dict[str, list[str]] = {}  # root -> directories of its first leaf
         self._negotiated: dict[int, float] = {}  # session id -> negotiated timeout (s)
@@ -331,6 +336,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
 
     def _disown_parent(self) -> None:
         self._guard = threading.RLock()
+        self._changed = threading.Condition(self._guard)
         self._replace_guard = threading.Lock()
         self._loss_timer = None  # its thread is the parent's
         self._session.disown()
@@ -396,6 +402,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
                     # machine runs timers late): recipes may have seen the session dead,
                     # so it stays dead; else our nodes would live on, unheld, blocking all.
                     self._declare_lost(client, session)
+            self._changed.notify_all()
 
     def _start_loss_timer(self, client: KazooClient, session: Session) -> None:
         self._cancel_loss_timer()
@@ -417,6 +424,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
             log.warning("ZooKeeper session %#x presumed lost (suspended too long)", session.id)
             self._notify(session, SessionState.LOST)
             self._discarded = True
+            self._changed.notify_all()
         # Close the old session for good: if it came back, its ephemeral nodes would
         # outlive what we told the recipes.
         threading.Thread(target=_discard, args=(client,), daemon=True,
@@ -450,9 +458,9 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         return self._session.ttl
 
     def session(self) -> Session:
-        self._check_open()
         deadline = time.monotonic() + self.config.request_timeout
         while True:
+            self._check_open()
             with self._guard:
                 client = self._client
                 if self._session.alive:
@@ -464,15 +472,17 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
                     # kazoo reconnected with a new session after an expiry
                     self._session = self._new_session(client)
                     return self._session
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BackendUnavailable("no new ZooKeeper session within the request timeout")
-            if self._discarded:
-                with self._replace_guard:
-                    if self._discarded:
-                        self._replace_client(remaining)
-            else:
-                time.sleep(0.02)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BackendUnavailable("no new ZooKeeper session within the request timeout")
+                if not self._discarded:
+                    # kazoo reconnects by itself: wait for its next state change (the
+                    # cap: a suspended session also dies by its deadline, not an event)
+                    self._changed.wait(min(remaining, STATE_RECHECK))
+                    continue
+            with self._replace_guard:
+                if self._discarded:
+                    self._replace_client(remaining)
 
     def _replace_client(self, timeout: float) -> None:
         """After a locally declared loss the old client is discarded: open a new one."""
@@ -492,11 +502,14 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
             if self.closed:
                 return
             self.closed = True
+            self._changed.notify_all()  # session() waiters: closed
             if self._inherited:  # a forked child's copy: the client is the parent's
                 return
             self._cancel_loss_timer()
-            PAUSE_WATCH.unsubscribe(self)
             session, client = self._session, self._client
+        # Outside the guard: it waits for the watch's thread, which may be waiting for
+        # the guard in on_tick.
+        PAUSE_WATCH.unsubscribe(self)
         _discard(client)
         session.set_state(SessionState.CLOSED)
 
