@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # iptables: the chaos tests cut servers' peer links with it (coordination/peercut.py).
-bash backends/install.sh iptables >/dev/null
+# libcurator-recipes-java and a JDK: the Curator interop test (tests/interop/).
+bash backends/install.sh iptables libcurator-recipes-java default-jdk-headless >/dev/null
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi

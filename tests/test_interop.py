@@ -1,10 +1,12 @@
 """Interop with the locks the ecosystem already runs: the real ``etcdctl lock`` (etcd's
-Go ``concurrency.Mutex``) and kazoo's ``Lock`` exclude ours on the same name, in both
-directions, and a killed holder of either kind is taken over within one TTL."""
+Go ``concurrency.Mutex``), kazoo's ``Lock`` and Curator's ``InterProcessMutex`` (Java,
+Debian's Curator 5.4.0, ``tests/interop/CuratorLock.java``) exclude ours on the same
+name, in both directions, and a killed holder is taken over within one TTL."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import pytest
 import coordination
 
 from .conftest import TTL
+from .helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -167,6 +170,67 @@ def test_killed_kazoo_holder_is_taken_over_within_one_ttl(backend: str, cluster,
         finally:
             zk.stop()
             zk.close()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+#: Debian's jars for tests/interop/CuratorLock.java (package libcurator-recipes-java).
+CURATOR_CLASSPATH = os.pathsep.join(
+    f"/usr/share/java/{jar}.jar" for jar in
+    ("curator-client", "curator-framework", "curator-recipes", "zookeeper", "guava", "slf4j-api"))
+
+
+@pytest.fixture(scope="module")
+def curator_lock(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The command that runs Curator's ``InterProcessMutex``: ``+ [hosts, path, timeout_s]``;
+    prints ``acquired`` (releases on a line of stdin, prints ``released``) or ``timeout``."""
+    javac, java = shutil.which("javac"), shutil.which("java")
+    missing = [jar for jar in CURATOR_CLASSPATH.split(os.pathsep) if not Path(jar).is_file()]
+    if javac is None or java is None or missing:
+        pytest.fail(f"Curator interop needs javac and {missing or 'the Curator jars'}: "
+                    "bash scripts/setup.sh installs them")
+    out = tmp_path_factory.mktemp("curator")
+    source = Path(__file__).parent / "interop" / "CuratorLock.java"
+    subprocess.run([javac, "-cp", CURATOR_CLASSPATH, "-d", str(out), str(source)], check=True)
+    return [java, "-cp", f"{out}{os.pathsep}{CURATOR_CLASSPATH}", "CuratorLock"]
+
+
+def test_curator_mutex_and_ours_exclude_each_other(backend: str, cluster, coord,
+                                                   curator_lock: list[str]) -> None:
+    """A Curator holder keeps ours out (either naming of ours: we wait for Curator's
+    ``-lock-`` nodes), ours waiting behind it gets the lock when it releases, and a
+    holder of ours named as Curator names its nodes (``node_style="curator"``; Curator
+    orders children by the text after ``lock-``) keeps Curator out."""
+    if backend != "zookeeper":
+        pytest.skip("ZooKeeper interop")
+    path = f"/interop/{uuid.uuid4().hex[:8]}"
+    hosts = ",".join(cluster.endpoints)
+    holder = subprocess.Popen([*curator_lock, hosts, path, "30"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "acquired"  # type: ignore[union-attr]
+        for style in ("curator", "kazoo"):
+            assert not coord.lock(path, raw_prefix=True, node_style=style).acquire(timeout=0.5)
+        ours = coord.lock(path, raw_prefix=True, node_style="curator")
+        got: list[bool] = []
+        waiter = threading.Thread(target=lambda: got.append(ours.acquire(timeout=30)))
+        waiter.start()
+        wait_for(lambda: len(coord._backend.client.get_children(path)) == 2, 10,
+                 message="ours queued behind Curator's node")
+        assert not got
+        holder.stdin.write("\n")  # type: ignore[union-attr]
+        holder.stdin.flush()  # type: ignore[union-attr]
+        assert holder.stdout.readline().strip() == "released"  # type: ignore[union-attr]
+        waiter.join(30)
+        assert got == [True] and ours.held
+        blocked = subprocess.run([*curator_lock, hosts, path, "1"], capture_output=True,
+                                 text=True, timeout=60)
+        assert blocked.stdout.split() == ["timeout"], blocked.stderr[-500:]
+        ours.release()
+        after = subprocess.run([*curator_lock, hosts, path, "10"], input="\n",
+                               capture_output=True, text=True, timeout=60)
+        assert after.stdout.split() == ["acquired", "released"], after.stderr[-500:]
     finally:
         holder.kill()
         holder.wait()
