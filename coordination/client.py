@@ -86,7 +86,7 @@ class Coordinator:
         ZooKeeper nodes like Curator's ``InterProcessMutex``. ``reentrant=True``: the
         holding thread may acquire again and must release as many times.
         """
-        self._backend._check_open()
+        self._backend.check_open()
         return Lock(
             self._backend, name, timeout, raw_prefix=raw_prefix, identifier=identifier,
             node_style=node_style, reentrant=reentrant,
@@ -94,29 +94,29 @@ class Coordinator:
 
     def counter(self, name: str) -> Counter:
         """A linearizable integer, 0 until written (see :mod:`coordination.recipes.counter`)."""
-        self._backend._check_open()
+        self._backend.check_open()
         return Counter(self._backend, name)
 
     def rwlock(self, name: str, *, raw_prefix: bool = False) -> RWLock:
         """A fair read-write lock: ``with rw.read(timeout=5):`` / ``with rw.write(...)``.
         ``raw_prefix=True``: the verbatim ZooKeeper path of kazoo's ReadLock/WriteLock."""
-        self._backend._check_open()
+        self._backend.check_open()
         return RWLock(self._backend, name, raw_prefix=raw_prefix)
 
     def semaphore(self, name: str, permits: int) -> Semaphore:
         """At most ``permits`` holders at once; every client of ``name`` must pass the
         same ``permits`` (else ``PermitsMismatch``)."""
-        self._backend._check_open()
+        self._backend.check_open()
         return Semaphore(self._backend, name, permits)
 
     def election(self, name: str, *, raw_prefix: bool = False) -> Election:
         """Leader election: ``campaign(value)``, ``leader()``, ``resign()``, ``observe``."""
-        self._backend._check_open()
+        self._backend.check_open()
         return Election(self._backend, name, raw_prefix=raw_prefix)
 
     def queue(self, name: str, max_attempts: int = 5) -> Queue:
         """An at-least-once work queue (see :mod:`coordination.recipes.queue`)."""
-        self._backend._check_open()
+        self._backend.check_open()
         return Queue(self._backend, name, max_attempts=max_attempts)
 
     def close(self) -> None:

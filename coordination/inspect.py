@@ -103,7 +103,7 @@ def _zk_children(backend: Any, path: str) -> list[str] | None:
 
 
 def _zookeeper_locks(coord: Coordinator) -> list[LockInfo]:
-    from .backends.zookeeper import CONTENDER_RE, _sequence
+    from .backends.zookeeper import CONTENDER_RE
 
     backend: Any = coord._backend
     found: list[LockInfo] = []
@@ -114,10 +114,10 @@ def _zookeeper_locks(coord: Coordinator) -> list[LockInfo]:
             return
         others = [child for child in children if not CONTENDER_RE.search(child)]
         if name and (len(others) < len(children) or not children):
-            contenders = backend.children_data(path)
+            contenders = backend.contenders(path)
             if contenders:
-                node, data, owner = contenders[0]
-                found.append(LockInfo(name, _holder(data, owner), _sequence(node),
+                first = contenders[0]
+                found.append(LockInfo(name, _holder(first.value, first.owner), first.token,
                                       len(contenders) - 1, path))
             else:
                 found.append(LockInfo(name, None, None, 0, path))

@@ -26,10 +26,7 @@ def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.02,
 
 def contenders(coord: coordination.Coordinator, lock: coordination.Lock) -> list[str]:
     """Names of the contender nodes/keys currently on the server for ``lock``."""
-    backend = coord._backend
-    if coord.backend == "zookeeper":
-        return [node for node, _data, _owner in backend.children_data(lock.path)]  # type: ignore[attr-defined]
-    return [key for key, _v, _rev, _lease in backend.contenders(lock.path)]  # type: ignore[attr-defined]
+    return [entry.key for entry in coord._backend.contenders(lock.path)]
 
 
 def namespace_is_empty(coord: coordination.Coordinator) -> bool:
@@ -41,9 +38,5 @@ def namespace_is_empty(coord: coordination.Coordinator) -> bool:
 
 
 def entries(coord: coordination.Coordinator, path: str) -> list[tuple[str, bytes]]:
-    """``(name, value)`` of the contender entries under ``path``, oldest first."""
-    backend = coord._backend
-    if coord.backend == "zookeeper":
-        return [(node, data) for node, data, _owner in backend.children_data(path)]  # type: ignore[attr-defined]
-    return [(key.rsplit("/", 2)[-2] + "/" + key.rsplit("/", 1)[-1], value)
-            for key, value, _rev, _lease in backend.contenders(path)]  # type: ignore[attr-defined]
+    """``(key, value)`` of the contender entries under ``path``, oldest first."""
+    return [(entry.key, entry.value) for entry in coord._backend.contenders(path)]

@@ -51,6 +51,17 @@ class Contender:
 
 
 @dataclasses.dataclass(frozen=True)
+class Listed:
+    """A contender entry as the servers hold it (anyone's, foreign clients' too): its
+    full ``key``, ``value``, the session that ``owner``s it, and its ``token``."""
+
+    key: str
+    value: bytes
+    owner: int
+    token: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Blocker:
     """An entry before ours, which ours waits for: ``key``, and on etcd the create
     revision it had when read (a key deleted and made again is another entry)."""
@@ -169,7 +180,7 @@ class Backend(abc.ABC):
             except Exception:
                 log.exception("listener %r failed", listener)
 
-    def _check_open(self) -> None:
+    def check_open(self) -> None:
         """Raise ``ClientClosed`` after ``close()``; in a forked child, connect first."""
         if self.closed:
             raise ClientClosed("the coordinator is closed")
@@ -395,6 +406,11 @@ class Backend(abc.ABC):
         return False
 
     # --- lifecycle ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def contenders(self, path: str) -> list[Listed]:
+        """The contender entries under the lock or election ``path``, in queue order
+        (the first holds), read at once; for views (``inspect``) and tests."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -47,7 +47,7 @@ from ..errors import (
 )
 from ..session import Session, SessionState
 from . import etcd_auth, fork, tls
-from .base import MUTEX, Backend, Blocker, Contender, Head, Rule
+from .base import MUTEX, Backend, Blocker, Contender, Head, Listed, Rule
 from .etcd_auth import TokenExpired
 from .etcd_dirs import Directories, marker_ops
 from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Present
@@ -267,7 +267,7 @@ class EtcdBackend(_EtcdKV, Backend):
 
         If ``session`` is given and its lease is gone, ``SessionLost`` is raised.
         """
-        self._check_open()
+        self.check_open()
         if session is not None:
             session.check()
         retrying = Retrying(
@@ -279,7 +279,7 @@ class EtcdBackend(_EtcdKV, Backend):
         try:
             for attempt in retrying:
                 with attempt:
-                    self._check_open()
+                    self.check_open()
                     sent = self._client.metadata
                     try:
                         return self._translate(fn, *args, **kw)
@@ -400,7 +400,7 @@ class EtcdBackend(_EtcdKV, Backend):
         return self._session.ttl
 
     def session(self) -> Session:
-        self._check_open()
+        self.check_open()
         with self._guard:
             if not self._session.alive:
                 self._notify(self._session, SessionState.LOST)
@@ -627,13 +627,12 @@ class EtcdBackend(_EtcdKV, Backend):
         ))
         return bool(reply.succeeded)
 
-    def contenders(self, path: str) -> list[tuple[str, bytes, int, int]]:
-        """``(key, value, create_revision, lease)`` under ``path``, oldest first."""
+    def contenders(self, path: str) -> list[Listed]:
         reply = self.range(None, etcdrpc.RangeRequest(
             key=path.encode(), range_end=prefix_range_end(path.encode()),
             sort_target=etcdrpc.RangeRequest.CREATE, sort_order=etcdrpc.RangeRequest.ASCEND,
         ))
-        return [(kv.key.decode(), kv.value, kv.create_revision, kv.lease) for kv in reply.kvs]
+        return [Listed(kv.key.decode(), kv.value, kv.lease, kv.create_revision) for kv in reply.kvs]
 
 
 def _created(key: bytes, revision: int) -> etcdrpc.Compare:

@@ -48,7 +48,7 @@ from ..errors import (
 )
 from ..session import Session, SessionState
 from . import fork, tls, zookeeper_security
-from .base import MUTEX, Backend, Blocker, Contender, Head, Rule
+from .base import MUTEX, Backend, Blocker, Contender, Head, Listed, Rule
 from .kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Present, Update
 from .pause_watch import PAUSE_WATCH
 
@@ -136,7 +136,7 @@ class _ZooKeeperKV:
 
     def _multi(self: ZooKeeperBackend, checks: Sequence[Check], ops: Sequence[Op],  # type: ignore[misc]
                session: Session | None) -> int | str | None:
-        self._check_open()
+        self.check_open()
         if session is not None:
             session.check()
         elif self._discarded:
@@ -171,7 +171,7 @@ class _ZooKeeperKV:
         except (ConnectionLoss, OperationTimeoutError, SessionExpiredError) as exc:
             raise OutcomeUnknown(str(exc)) from None
         except ConnectionClosedError:
-            self._check_open()
+            self.check_open()
             raise OutcomeUnknown("connection closed") from None
         except KazooException as exc:
             raise CoordinationError(f"ZooKeeper error: {type(exc).__name__}: {exc}") from None
@@ -460,7 +460,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
     def session(self) -> Session:
         deadline = time.monotonic() + self.config.request_timeout
         while True:
-            self._check_open()
+            self.check_open()
             with self._guard:
                 client = self._client
                 if self._session.alive:
@@ -490,7 +490,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         with self._guard:
             if self.closed:
                 _discard(new)
-                self._check_open()
+                self.check_open()
             self._client = new
             self._session = self._new_session(new)
             self._discarded = False
@@ -528,7 +528,7 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
         Without one, the call runs in the current generation, opening a new one if the
         last was lost.
         """
-        self._check_open()
+        self.check_open()
 
         def attempt() -> Any:
             if session is not None:
@@ -753,22 +753,18 @@ class ZooKeeperBackend(_ZooKeeperKV, Backend):
             return False
         return True
 
-    def children_data(self, path: str) -> list[tuple[str, bytes, int]]:
-        """``(node, data, ephemeralOwner)`` of the lock contenders under ``path``, in order."""
+    def contenders(self, path: str) -> list[Listed]:
         try:
             children = self._call(None, "get_children", path)
         except NoNodeError:
             return []
         result = []
-        for child in sorted(
-            (c for c in children if CONTENDER_RE.search(c)),
-            key=lambda c: int(CONTENDER_RE.search(c).group(1)),  # type: ignore[union-attr]
-        ):
+        for token, child in sorted((_sequence(c), c) for c in children if CONTENDER_RE.search(c)):
             try:
                 data, stat = self._call(None, "get", f"{path}/{child}")
             except NoNodeError:
                 continue
-            result.append((child, data, stat.ephemeralOwner))
+            result.append(Listed(f"{path}/{child}", data, stat.ephemeralOwner, token))
         return result
 
 

@@ -183,5 +183,5 @@ class Election:
         """Call ``callback(value)`` on every leader change (see :class:`Observer`)."""
         if not callable(callback):
             raise InvalidArgument("callback must be callable")
-        self._backend._check_open()
+        self._backend.check_open()
         return Observer(self._backend, self._path, callback)

@@ -263,9 +263,7 @@ def _orphans(cluster: LocalCluster, namespace: str, ttl: float,
         backend = coord._backend
 
         def entries() -> list[str]:
-            if coord.backend == "zookeeper":
-                return [n for n, _d, _o in backend.children_data(where)]  # type: ignore[attr-defined]
-            return [k for k, _v, _r, _l in backend.contenders(where)]  # type: ignore[attr-defined]
+            return [entry.key for entry in backend.contenders(where)]
 
         try:
             _wait(lambda: not entries(), ttl * 2 + 3, "dead sessions' entries gone")
