@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the servers used by coordination.cluster.LocalCluster and the integration tests:
+# Install the servers used by coordination.lab.cluster.LocalCluster and the integration tests:
 # Debian/Ubuntu packages zookeeper (jar + Java), etcd-server and etcd-client, libnetty-java
 # (the Netty jars of ZooKeeper's TLS client port, LocalCluster(secure=True)), plus any
 # package named on the command line (scripts/bench.sh adds redis-server). Idempotent: runs apt-get only when a package is missing. Uses sudo when not root.

@@ -20,7 +20,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from coordination.cluster import LocalCluster
+from coordination.lab.cluster import LocalCluster
 
 from . import report, scenarios
 from .redis_server import RedisServer

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from coordination.cluster import free_ports
+from coordination.lab.cluster import free_ports
 
 
 class RedisServer:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from coordination.cluster import LocalCluster
+from coordination.lab.cluster import LocalCluster
 
 from .measure import Figure, percentile, run_threads
 from .subjects import OurQueue, Servers, Subject, close_all

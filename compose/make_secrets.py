@@ -2,8 +2,8 @@
 
     .venv/bin/python compose/make_secrets.py [DIR]
 
-Writes, with the same code as ``LocalCluster(secure=True)`` (coordination/lab_tls.py,
-coordination/cluster_secure.py):
+Writes, with the same code as ``LocalCluster(secure=True)`` (coordination/lab/certs.py,
+coordination/lab/secure.py):
 
 - ``ca.pem``: a throwaway CA (its key is not kept); ``node0.pem``/``node0-key.pem``/
   ``node0-bundle.pem``: the one server certificate of all six containers, DNS names
@@ -27,8 +27,8 @@ import os
 import sys
 from pathlib import Path
 
-from coordination import lab_tls
-from coordination.cluster_secure import (
+from coordination.lab import certs
+from coordination.lab.secure import (
     IDENTITIES,
     ZOOKEEPER_SUPER,
     ensure_password,
@@ -45,7 +45,7 @@ ZOOKEEPER_GID = 1000
 
 
 def main(directory: Path) -> None:
-    files = lab_tls.ensure(directory, nodes=1, clients=IDENTITIES, names=HOSTS)
+    files = certs.ensure(directory, nodes=1, clients=IDENTITIES, names=HOSTS)
     passwords = {}
     for identity in IDENTITIES:
         path = directory / f"{identity}.password"

@@ -2,7 +2,7 @@
 # Once, after `docker compose -f compose/secure.yml up -d --wait`: etcd users root, app and
 # other with the passwords of compose/secrets/, roles app and other (readwrite on the key
 # prefixes /app and /other), then `auth enable`; what LocalCluster(secure=True) does
-# (coordination/cluster_secure.py). Runs etcdctl inside etcd1 as root (client certificate
+# (coordination/lab/secure.py). Runs etcdctl inside etcd1 as root (client certificate
 # CN=root); passwords go through stdin, never on a command line. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")"

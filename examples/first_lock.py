@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import coordination
-from coordination.cluster import LocalCluster
+from coordination.lab.cluster import LocalCluster
 
 STOCK = 40
 BUYERS = 4

@@ -3,7 +3,7 @@
 # package with its extras. Idempotent and quiet when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# iptables: the chaos tests cut servers' peer links with it (coordination/peercut.py).
+# iptables: the chaos tests cut servers' peer links with it (coordination/lab/peercut.py).
 # libcurator-recipes-java and a JDK: the Curator interop test (tests/interop/).
 bash backends/install.sh iptables libcurator-recipes-java default-jdk-headless >/dev/null
 if [ ! -x .venv/bin/python ]; then

@@ -1,29 +1,23 @@
-"""Fixtures: real 3-node clusters (one per backend per test session), a fresh namespace
-per test, and coordinators that are always closed."""
+"""Our suite runs on the fixtures we ship (coordination/lab/pytest_plugin.py): real
+3-node clusters (one per backend per test session), a fresh namespace per test,
+coordinators that are always closed, and a cluster of its own for fault tests. Here they
+get the short names the tests use, and the contract modules run secured too."""
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 import coordination
-from coordination.cluster import LocalCluster
+from coordination.lab.cluster import LocalCluster
+from coordination.lab.pytest_plugin import Faults
+from coordination.lab.pytest_plugin import shared_cluster as _shared_cluster
 
-BACKENDS = ("zookeeper", "etcd")
 #: Short sessions keep failure tests fast (ZooKeeper tickTime is 500 ms here).
 TTL = 2.0
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--backend", action="append", choices=BACKENDS,
-        help="run contract tests only against this backend (repeatable)",
-    )
-
-
 #: Contract tests that run twice: on a plaintext cluster, and over TLS with a user on a
 #: secured one (``LocalCluster(secure=True)``), the same test bodies.
 SECURED_MODULES = ("test_lock", "test_queue", "test_counter", "test_election")
@@ -33,87 +27,57 @@ AUTH_TOKEN_TTL = 3
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "backend" in metafunc.fixturenames:
-        chosen = metafunc.config.getoption("backend") or list(BACKENDS)
-        metafunc.parametrize("backend", chosen, scope="session")
-        module = metafunc.module.__name__.rsplit(".", 1)[-1]
-        if module in SECURED_MODULES and "cluster" in metafunc.fixturenames:
-            metafunc.parametrize("security", ["plain", "secured"], scope="session")
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if module in SECURED_MODULES and "coordination_cluster" in metafunc.fixturenames:
+        metafunc.parametrize("coordination_security", ["plain", "secured"], scope="session")
 
 
 @pytest.fixture(scope="session")
-def security() -> str:
-    """``"plain"``, or ``"secured"`` where a module's tests also run secured."""
-    return "plain"
+def coordination_cluster_options() -> dict[str, Any]:
+    return {"auth_token_ttl": AUTH_TOKEN_TTL}
 
 
-_clusters: dict[tuple[str, str], LocalCluster] = {}
+@pytest.fixture(scope="session")
+def coordination_client_options() -> dict[str, Any]:
+    return {"session_ttl": TTL}
 
 
 def shared_cluster(backend: str, security: str) -> LocalCluster:
-    """The shared, healthy 3-node cluster of ``backend`` (secured: TLS, client
-    certificates, users), started at first use. Tests must not break it."""
-    if (backend, security) not in _clusters:
-        _clusters[backend, security] = LocalCluster(
-            backend, nodes=3, secure=security == "secured", auth_token_ttl=AUTH_TOKEN_TTL).start()
-    return _clusters[backend, security]
+    """The shared cluster of the plugin's fixtures (started at first use)."""
+    return _shared_cluster(backend, security, auth_token_ttl=AUTH_TOKEN_TTL)
 
 
 @pytest.fixture(scope="session")
-def cluster(backend: str, security: str) -> LocalCluster:
-    """See ``shared_cluster``; ``security`` is parametrized in ``SECURED_MODULES``."""
-    return shared_cluster(backend, security)
+def backend(coordination_backend: str) -> str:
+    return coordination_backend
 
 
-_fault_clusters: dict[str, LocalCluster] = {}
+@pytest.fixture(scope="session")
+def cluster(coordination_cluster: LocalCluster) -> LocalCluster:
+    return coordination_cluster
 
 
 @pytest.fixture
-def fault_cluster(backend: str) -> Iterator[LocalCluster]:
+def url(coordination_url: str) -> str:
+    return coordination_url
+
+
+@pytest.fixture
+def connect(coordination_connect: Callable[..., coordination.Coordinator]
+            ) -> Callable[..., coordination.Coordinator]:
+    return coordination_connect
+
+
+@pytest.fixture
+def coord(coordinator: coordination.Coordinator) -> coordination.Coordinator:
+    return coordinator
+
+
+@pytest.fixture
+def fault_cluster(coordination_faults: Faults) -> Iterator[LocalCluster]:
     """A 3-node cluster of ``backend`` of its own, for tests that kill, pause or cut off
     servers: healthy when the test starts, healed (every node back) after it."""
-    if backend not in _fault_clusters:
-        _fault_clusters[backend] = LocalCluster(backend, nodes=3, cgroups=True).start()
-    faulty = _fault_clusters[backend]
-    faulty.wait_healthy()
-    yield faulty
-    faulty.heal()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _stop_clusters() -> Iterator[None]:
-    yield
-    for running in [*_clusters.values(), *_fault_clusters.values()]:
-        running.stop()
-
-
-@pytest.fixture
-def url(cluster: LocalCluster) -> str:
-    """The cluster's URL with a namespace of its own for this test (on a secured
-    cluster under ``app``, the prefix the ``app`` user may use)."""
-    if cluster.secure:
-        return f"{cluster.client_url('app', f'app-{uuid.uuid4().hex[:12]}')}&session_ttl={TTL}"
-    return f"{cluster.url}/t{uuid.uuid4().hex[:12]}?session_ttl={TTL}"
-
-
-@pytest.fixture
-def connect(url: str) -> Iterator[Callable[..., coordination.Coordinator]]:
-    """``connect(**overrides)`` opens another coordinator on the test's namespace."""
-    opened: list[coordination.Coordinator] = []
-
-    def _connect(url_: str | None = None, **overrides: object) -> coordination.Coordinator:
-        coord = coordination.connect(url_ or url, **overrides)
-        opened.append(coord)
-        return coord
-
-    yield _connect
-    for coord in opened:
-        coord.close()
-
-
-@pytest.fixture
-def coord(connect: Callable[..., coordination.Coordinator]) -> coordination.Coordinator:
-    return connect()
+    yield coordination_faults.cluster
 
 
 @pytest.fixture

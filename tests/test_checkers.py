@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from coordination.testing import checkers
-from coordination.testing.linearizability import Op, is_linearizable
+from coordination.lab import checkers
+from coordination.lab.linearizability import Op, is_linearizable
 
 
 def test_fenced_writes_checker() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import coordination
-from coordination.cluster import LocalCluster, _pid_alive
+from coordination.lab.cluster import LocalCluster, _pid_alive
 
 from .helpers import wait_for
 

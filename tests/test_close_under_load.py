@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from coordination.cluster import LocalCluster
+from coordination.lab.cluster import LocalCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

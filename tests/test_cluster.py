@@ -1,9 +1,9 @@
-"""Tests of coordination.cluster.LocalCluster against real ZooKeeper and etcd processes.
+"""Tests of coordination.lab.cluster.LocalCluster against real ZooKeeper and etcd processes.
 
 The integration tests start their own 3-node clusters on 127.0.0.1 (needs
 `bash backends/install.sh`), not the shared session clusters of conftest.py, because they
 kill, pause and restart nodes; they write and read data with etcdctl and kazoo to check
-that the nodes really serve. ``backend`` is parametrized by conftest.py (``--backend``).
+that the nodes really serve. ``backend`` is parametrized by the pytest plugin (``--coordination-backend``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import TypeVar
 
 import pytest
 
-from coordination import cluster as cluster_mod
-from coordination.cluster import BACKENDS, LocalCluster
+from coordination.lab import cluster as cluster_mod
+from coordination.lab.cluster import BACKENDS, LocalCluster
 
 from .helpers import contenders
 
@@ -136,7 +136,7 @@ def started() -> Iterator[Callable[..., LocalCluster]]:
 def test_embedded_templates_match_backends() -> None:
     for name, text in cluster_mod._EMBEDDED_TEMPLATES.items():
         assert (REPO / "backends" / name).read_text(encoding="utf-8") == text, (
-            f"coordination/cluster.py _EMBEDDED_TEMPLATES[{name!r}] differs from "
+            f"coordination/lab/cluster.py _EMBEDDED_TEMPLATES[{name!r}] differs from "
             f"backends/{name}; copy the file's text into cluster.py"
         )
 
@@ -301,7 +301,7 @@ def test_notification_counters_count_each_wake_up(cluster: LocalCluster, connect
 
 def test_an_isolated_leader_is_replaced_and_rejoins(fault_cluster: LocalCluster) -> None:
     """isolate() cuts every peer link of a node, not its clients; rejoin() undoes it."""
-    from coordination import peercut
+    from coordination.lab import peercut
 
     if peercut.unavailable():
         pytest.skip(peercut.unavailable())

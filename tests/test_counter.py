@@ -15,7 +15,7 @@ import pytest
 import coordination
 from coordination import errors
 from coordination.backends.kv import OutcomeUnknown
-from coordination.cluster import LocalCluster
+from coordination.lab.cluster import LocalCluster
 from coordination.recipes.counter import HISTORY
 
 from .conftest import TTL

@@ -12,9 +12,9 @@ from collections.abc import Callable
 import pytest
 
 import coordination
-from coordination.cluster import LocalCluster
+from coordination.lab.cluster import LocalCluster
+from coordination.lab.nemesis import compact_history
 from coordination.recipes.election import Observer
-from coordination.testing.nemesis import compact_history
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 import coordination
-from coordination.cluster import LocalCluster
+from coordination.lab.cluster import LocalCluster
 
 from .conftest import TTL
 from .helpers import wait_for

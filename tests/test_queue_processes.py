@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from coordination.testing.scenario import wait_drained
+from coordination.lab.scenario import wait_drained
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 WORKER = [sys.executable, "-m", "tests.workers.queue_worker"]

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from coordination import cluster as cluster_mod
-from coordination.cluster import LocalCluster
+from coordination.lab import cluster as cluster_mod
+from coordination.lab.cluster import LocalCluster
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -19,7 +19,7 @@ import pytest
 
 import coordination
 from coordination import errors
-from coordination.cluster import LocalCluster
+from coordination.lab.cluster import LocalCluster
 
 from .conftest import AUTH_TOKEN_TTL, shared_cluster
 

@@ -14,8 +14,8 @@ from kazoo.client import KazooClient
 import coordination
 from coordination import errors
 from coordination.backends.zookeeper_security import client_options
+from coordination.lab.proxy import ProxiedCluster
 from coordination.session import SessionState
-from coordination.testing.proxy import ProxiedCluster
 
 from .conftest import TTL
 from .helpers import contenders, wait_for

@@ -8,7 +8,7 @@ import pytest
 
 import coordination
 from coordination.backends.base import MUTEX, Blocker, Head
-from coordination.cluster import LocalCluster
+from coordination.lab.cluster import LocalCluster
 
 from .helpers import wait_for
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from ..cluster import BACKENDS, STATE_FILE, LocalCluster
 from ..config import DEFAULT_FILE, ENV_VAR
+from ..lab.cluster import BACKENDS, STATE_FILE, LocalCluster
 from . import Connection, Failure, connection_options, first_line
 from .output import console
 

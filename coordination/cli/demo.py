@@ -1,5 +1,5 @@
 """``coordination demo flash-sale``: the CLI glue and the live view of
-:mod:`coordination.demo.flash_sale` (where the demo itself lives)."""
+:mod:`coordination.lab.demo.flash_sale` (where the demo itself lives)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ..cluster import BACKENDS, STATE_FILE, LocalCluster
 from ..config import Config
+from ..lab.cluster import BACKENDS, STATE_FILE, LocalCluster
 from . import Connection, Failure, connection_options, first_line
 from .cluster import STATE_ROOT, _endpoints, config_file, marked_dir
 
@@ -65,7 +65,7 @@ def flash_sale(conn: Connection, backend: str | None, stock: int, skus: int, buy
     stops it at the end; with one, node faults need the cluster to be one that
     `coordination cluster up` started here.
     """
-    from ..demo.flash_sale import FlashSale, Settings
+    from ..lab.demo.flash_sale import FlashSale, Settings
 
     out = _console()
     own: LocalCluster | None = None

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from coordination import peercut
-from coordination.testing import nemesis
+from coordination.lab import nemesis, peercut
 
 
 def skip_unless_possible(fault: str, backend: str) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from coordination.cluster import LocalCluster
-from coordination.testing import checkers, nemesis
-from coordination.testing.linearizability import Op, is_linearizable
-from coordination.testing.scenario import run_lock_scenario
+from coordination.lab import checkers, nemesis
+from coordination.lab.cluster import LocalCluster
+from coordination.lab.linearizability import Op, is_linearizable
+from coordination.lab.scenario import run_lock_scenario
 
 from . import skip_unless_possible
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from coordination.cluster import LocalCluster
-from coordination.testing import nemesis
-from coordination.testing.scenario import run_recipe_scenario
+from coordination.lab import nemesis
+from coordination.lab.cluster import LocalCluster
+from coordination.lab.scenario import run_recipe_scenario
 
 from . import skip_unless_possible
 

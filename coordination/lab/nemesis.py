@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cluster import LocalCluster
+from .cluster import LocalCluster
 from .proxy import ProxiedCluster
 
 

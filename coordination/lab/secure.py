@@ -1,7 +1,7 @@
 """``LocalCluster(backend, secure=True)``: the same local clusters, really secured.
 
 Only TLS ports are served to clients; every client must present a certificate of the
-cluster's throwaway CA (``coordination/lab_tls.py`` makes it, in ``WORKDIR/tls``), and
+cluster's throwaway CA (``coordination/lab/certs.py`` makes it, in ``WORKDIR/tls``), and
 the nodes talk to each other over TLS with their node certificates.
 
 - etcd: https client and peer URLs, ``client-cert-auth`` on both, ``auth-token simple``
@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from urllib import request
 from urllib.parse import quote, urlencode
 
-from . import lab_tls
+from . import certs
 from .cluster import HOST, INSTALL_HINT, _Backend, _Etcd, _Node, _ZooKeeper
 
 if TYPE_CHECKING:
@@ -80,12 +80,12 @@ class Secrets:
         return self.cluster.workdir / TLS_DIR
 
     @property
-    def files(self) -> lab_tls.TlsFiles:
-        return lab_tls.TlsFiles(self.dir)
+    def files(self) -> certs.TlsFiles:
+        return certs.TlsFiles(self.dir)
 
     def ensure(self) -> None:
         """Certificates and passwords, made once; kept across restarts of the workdir."""
-        lab_tls.ensure(self.dir, self.cluster.size, IDENTITIES)
+        certs.ensure(self.dir, self.cluster.size, IDENTITIES)
         for identity in IDENTITIES:
             ensure_password(self.password_file(identity))
 
@@ -284,7 +284,7 @@ class SecureZooKeeper(_ZooKeeper):
             hashlib.sha1(f"{ZOOKEEPER_SUPER}:{super_pw}".encode()).digest()).decode()
         keystore = files.node_bundle(node.index)
         cfg += "\n".join([
-            "# --- LocalCluster(secure=True), coordination/cluster_secure.py: TLS only ---",
+            "# --- LocalCluster(secure=True), coordination/lab/secure.py: TLS only ---",
             f"serverCnxnFactory={self.FACTORY}",
             f"ssl.keyStore.location={keystore}",
             "ssl.keyStore.type=PEM",
@@ -368,7 +368,7 @@ class SecureEtcd(_Etcd):
             "  client-cert-auth: true",
         ]
         extra = [
-            "# --- LocalCluster(secure=True), coordination/cluster_secure.py ---",
+            "# --- LocalCluster(secure=True), coordination/lab/secure.py ---",
             "client-transport-security:", *tls,
             "peer-transport-security:", *tls,
             "auth-token: simple",

@@ -1,6 +1,6 @@
 """The soak: random faults against a real local cluster, with every checker.
 
-    python -m coordination.chaos --backend etcd --duration 600 --seed 7
+    python -m coordination.lab.chaos --backend etcd --duration 600 --seed 7
 
 Rounds alternate between the lock workload (buyers decrementing a fenced inventory) and
 the queue workload (producers and consumers); each round injects one to three faults
@@ -18,10 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import peercut
+from . import nemesis, peercut
 from .cluster import LocalCluster
-from .testing import nemesis
-from .testing.scenario import run_lock_scenario, run_queue_scenario
+from .scenario import run_lock_scenario, run_queue_scenario
 
 LOCK_FAULTS = {**nemesis.SERVER_FAULTS, **nemesis.NETWORK_FAULTS, **nemesis.LOCK_CLIENT_FAULTS}
 QUEUE_FAULTS = {**nemesis.SERVER_FAULTS, **nemesis.NETWORK_FAULTS,
@@ -29,7 +28,7 @@ QUEUE_FAULTS = {**nemesis.SERVER_FAULTS, **nemesis.NETWORK_FAULTS,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m coordination.chaos", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m coordination.lab.chaos", description=__doc__)
     parser.add_argument("--backend", choices=["etcd", "zookeeper"], default="etcd")
     parser.add_argument("--duration", type=float, default=600, help="seconds (default 600)")
     parser.add_argument("--seed", type=int, default=None)

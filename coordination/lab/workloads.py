@@ -1,11 +1,11 @@
 """Worker processes that record histories (one JSON line per event, monotonic clock).
 
-    python -m coordination.testing.workloads lock URL SKU DB OUT [--hold S] [--unfenced]
-    python -m coordination.testing.workloads produce URL QUEUE OUT --count N [--keys K]
-    python -m coordination.testing.workloads consume URL QUEUE OUT [--threads T] [--nack F]
-    python -m coordination.testing.workloads semaphore URL NAME OUT [--permits P]
-    python -m coordination.testing.workloads elect URL NAME OUT
-    python -m coordination.testing.workloads count URL NAME OUT
+    python -m coordination.lab.workloads lock URL SKU DB OUT [--hold S] [--unfenced]
+    python -m coordination.lab.workloads produce URL QUEUE OUT --count N [--keys K]
+    python -m coordination.lab.workloads consume URL QUEUE OUT [--threads T] [--nack F]
+    python -m coordination.lab.workloads semaphore URL NAME OUT [--permits P]
+    python -m coordination.lab.workloads elect URL NAME OUT
+    python -m coordination.lab.workloads count URL NAME OUT
 
 Workers run until the file ``OUT.stop`` exists (or are killed). Every public-API error is
 recorded with its type; anything that is not a ``CoordinationError`` is a bug and ends
@@ -294,7 +294,7 @@ def run_consume(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m coordination.testing.workloads")
+    parser = argparse.ArgumentParser(prog="python -m coordination.lab.workloads")
     sub = parser.add_subparsers(dest="kind", required=True)
     lock = sub.add_parser("lock")
     for name in ("url", "sku", "db", "out"):

@@ -22,9 +22,9 @@ from pathlib import Path
 import coordination
 
 from .. import inspect
-from ..cluster import LocalCluster
 from ..errors import CoordinationError
 from . import checkers
+from .cluster import LocalCluster
 from .nemesis import Context, Fault
 from .proxy import ProxiedCluster
 from .resource import Inventory
@@ -73,7 +73,7 @@ def _spawn(args: Sequence[str]) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONFAULTHANDLER"] = "1"  # a worker that crashes (a signal) leaves its stacks
-    return subprocess.Popen([sys.executable, "-m", "coordination.testing.workloads", *args],
+    return subprocess.Popen([sys.executable, "-m", "coordination.lab.workloads", *args],
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
 
 

@@ -39,7 +39,7 @@ The stock (``stock_store``) is behind :func:`make_stock` and :func:`take_one` on
   ``stock - 1`` with the same token and record the order in the same transaction
   (:class:`~.store.FencedStock`), release.
 
-Child processes run ``python -m coordination.demo.flash_sale buyer|worker ...``.
+Child processes run ``python -m coordination.lab.demo.flash_sale buyer|worker ...``.
 """
 
 from __future__ import annotations
@@ -67,7 +67,6 @@ from pathlib import Path
 from typing import Any
 
 import coordination
-from coordination.cluster import LocalCluster
 from coordination.errors import (
     AlreadyAcknowledged,
     BackendUnavailable,
@@ -79,6 +78,7 @@ from coordination.errors import (
     NotHeld,
     UncertainOutcome,
 )
+from coordination.lab.cluster import LocalCluster
 
 from . import store
 from .store import STEPS, FencedStock, Ledger, Order, StaleToken
@@ -349,7 +349,7 @@ def _ack(task: coordination.Task, ledger: Ledger, who: str) -> None:
 
 
 def child_main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m coordination.demo.flash_sale")
+    parser = argparse.ArgumentParser(prog="python -m coordination.lab.demo.flash_sale")
     parser.add_argument("role", choices=["buyer", "worker"])
     parser.add_argument("--url", required=True)
     parser.add_argument("--db", required=True)
@@ -530,7 +530,7 @@ class FlashSale:
         log = open(self.run_dir / f"{role}-{slot}.log", "ab")  # noqa: SIM115 - the child owns it
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "coordination.demo.flash_sale", role,
+                [sys.executable, "-m", "coordination.lab.demo.flash_sale", role,
                  "--url", self.settings.url, "--db", str(self.db_path), "--run", self.run,
                  "--slot", str(slot), "--think", f"{think:.4f}",
                  "--stock-store", self.settings.stock_store],

@@ -4,7 +4,7 @@ Standard library only (no kazoo/grpc): health and leader checks use ZooKeeper's
 four-letter words over TCP and etcd's plain HTTP endpoints (/health, /metrics, peer /version).
 ``LocalCluster(..., secure=True)`` serves TLS ports only and probes them over TLS with a
 client certificate; its parts (TLS settings, users, ``client_settings()``) live in
-``cluster_secure.py``, its certificates are made by ``lab_tls.py``.
+``secure.py``, its certificates are made by ``certs.py``.
 Debian's etcd build has no gRPC JSON gateway (every /v3/... URL answers 404), so the
 leader is read from the ``etcd_server_is_leader`` metric, not /v3/maintenance/status.
 
@@ -70,13 +70,13 @@ _PROBE_TIMEOUT = 0.5  # seconds for one health/leader probe of one node
 _POLL = 0.05  # seconds between polls while waiting
 _LOG_TAIL_LINES = 15
 
-_REPO_BACKENDS = Path(__file__).resolve().parent.parent / "backends"
+_REPO_BACKENDS = Path(__file__).resolve().parents[2] / "backends"
 
 # Identical copies of backends/<name>; used only when backends/ is not next to the package.
 _EMBEDDED_TEMPLATES: dict[str, str] = {
     "zookeeper/zoo.cfg": """\
 # ZooKeeper server config template for coordination's local test clusters.
-# Rendered with Python string.Template by coordination/cluster.py (one copy per node):
+# Rendered with Python string.Template by coordination/lab/cluster.py (one copy per node):
 # each dollar-prefixed word is a placeholder the launcher fills in (a literal dollar sign
 # would have to be doubled). compose/compose.yml passes the same settings through the
 # image's ZOO_* variables instead.
@@ -120,7 +120,7 @@ log4j.appender.FILE.layout.ConversionPattern=%d{ISO8601} %-5p [%t:%C{1}@%L] - %m
 """,
     "etcd/etcd.conf.yml": """\
 # etcd 3.4 member config template for coordination's local test clusters.
-# Rendered with Python string.Template by coordination/cluster.py and passed as
+# Rendered with Python string.Template by coordination/lab/cluster.py and passed as
 # `etcd --config-file` (etcd then ignores command-line flags and ETCD_* variables).
 # Each dollar-prefixed word is a placeholder the launcher fills in (a literal dollar sign
 # would have to be doubled). compose/compose.yml passes the same settings as flags.
@@ -627,7 +627,7 @@ class LocalCluster:
     election timeout 1000 ms). ``zookeeper_heap``: each ZooKeeper JVM's ``-Xmx``.
     ``cgroups``: run each node in a cgroup of its own, so that ``isolate()`` can cut
     its peer links (root only; see peercut.py). ``secure``: TLS-only client and peer
-    ports, client certificates and users (see cluster_secure.py: ``client_settings()``,
+    ports, client certificates and users (see secure.py: ``client_settings()``,
     ``write_config()``); ``auth_token_ttl``: etcd's simple-token TTL in seconds then;
     ``require_sasl``: a secure ZooKeeper accepts only sessions authenticated by SASL.
     Nothing runs until start().
@@ -664,7 +664,7 @@ class LocalCluster:
         self.auth_token_ttl = auth_token_ttl
         self.require_sasl = require_sasl
         if secure:
-            from .cluster_secure import backend_class  # imports this module
+            from .secure import backend_class  # imports this module
 
             self._impl = backend_class(backend)(self)
         else:
@@ -717,7 +717,7 @@ class LocalCluster:
         secure = ", secure=True" if self.secure else ""
         return f"LocalCluster({self.backend!r}, nodes={self.size}{secure}, url={self.url!r})"
 
-    # --- secure clusters: what clients need (cluster_secure.py) -----------------------
+    # --- secure clusters: what clients need (secure.py) -----------------------
 
     def client_settings(self, identity: str = "app", method: str = "password") -> dict[str, Any]:
         """Settings for ``coordination.Config`` (``tls``, ``ca``, ``cert``, ``key`` and,
@@ -1173,7 +1173,7 @@ class LocalCluster:
     def _launch(self, node: _Node) -> None:
         """Start node's server process (its config must exist); no waiting."""
         with node.log.open("ab") as log:
-            log.write(f"\n=== coordination.cluster: starting node {node.index} ===\n".encode())
+            log.write(f"\n=== coordination.lab.cluster: starting node {node.index} ===\n".encode())
             log.flush()
             if self.cgroups and node.cgroup is None:
                 node.cgroup = peercut.make_cgroup(f"{self._token}-n{node.index}")

@@ -5,7 +5,7 @@ with the other members (either direction, on connections opened by either side) 
 dropped until the cut is healed. Needs root, ``iptables`` with the ``cgroup`` and
 ``connmark`` matches, and a writable cgroup v2 hierarchy (all on Debian 12 as root).
 
-How: each node of a :class:`~coordination.cluster.LocalCluster` started with
+How: each node of a :class:`~coordination.lab.cluster.LocalCluster` started with
 ``cgroups=True`` runs in a cgroup of its own, joined before its server starts (a
 socket belongs to the cgroup of the process that opened it). On loopback every packet
 leaves through the OUTPUT chain of the process that sends it, so one chain per cut:

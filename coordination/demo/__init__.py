@@ -1,1 +1,0 @@
-"""Demos run by ``coordination demo ...`` (see :mod:`coordination.demo.flash_sale`)."""

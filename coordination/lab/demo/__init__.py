@@ -1,0 +1,1 @@
+"""Demos run by ``coordination demo ...`` (see :mod:`coordination.lab.demo.flash_sale`)."""
