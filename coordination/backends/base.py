@@ -29,7 +29,7 @@ from ..config import Config
 from ..errors import ClientClosed, CoordinationError, SessionLost
 from ..session import Session, SessionState
 from . import fork
-from .kv import Check, Entry, Op
+from .kv import Check, Entry, KeyValue, Op
 
 log = logging.getLogger(__name__)
 #: Seconds between background retries of entry removals that failed.
@@ -354,6 +354,11 @@ class Backend(abc.ABC):
 
     # --- transactional key-value (see kv.py), for the queue ----------------------------
 
+    @property
+    def kv(self) -> KeyValue:
+        """This backend's transactional key-value store."""
+        return _KVOfBackend(self)
+
     @abc.abstractmethod
     def kv_root(self, kind: str, name: str) -> str:
         """Root path (no trailing ``/``) of recipe ``kind`` named ``name``."""
@@ -419,3 +424,36 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def describe(self) -> dict[str, Any]:
         """A small dict for ``repr`` and diagnostics."""
+
+
+class _KVOfBackend(KeyValue):
+    def __init__(self, backend: Backend) -> None:
+        self._b = backend
+
+    def root(self, kind: str, name: str) -> str:
+        return self._b.kv_root(kind, name)
+
+    def get(self, key: str) -> Entry | None:
+        return self._b.kv_get(key)
+
+    def commit(self, checks: Sequence[Check], ops: Sequence[Op],
+               session: Session | None = None) -> int | None:
+        return self._b.kv_commit(checks, ops, session)
+
+    def written_version(self, stamp: int, before: Entry | None) -> int:
+        return self._b.kv_written_version(stamp, before)
+
+    def leaves(self, root: str, depth: int, limit: int) -> list[str]:
+        return self._b.kv_leaves(root, depth, limit)
+
+    def counts(self, roots: Sequence[tuple[str, int]]) -> list[int]:
+        return self._b.kv_counts(roots)
+
+    def wait(self, key: str, seen: Entry | None, timeout: float) -> None:
+        self._b.kv_wait(key, seen, timeout)
+
+    def next_write(self, key: str, version: int) -> bytes | None:
+        return self._b.kv_next_write(key, version)
+
+    def sync(self, key: str) -> bool:
+        return self._b.kv_sync(key)

@@ -9,7 +9,13 @@ ZooKeeper zxid) and serves as a fencing token.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..session import Session
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,3 +84,59 @@ Op = Create | Update | Delete
 
 class OutcomeUnknown(Exception):
     """Internal: the connection broke after a commit was sent; it may have applied."""
+
+
+class KeyValue(abc.ABC):
+    """A backend's transactional key-value store (``backend.kv``), within its session and
+    error handling: recipes see only :mod:`coordination.errors` (and ``OutcomeUnknown``)."""
+
+    @abc.abstractmethod
+    def root(self, kind: str, name: str) -> str:
+        """Root path (no trailing ``/``) of recipe ``kind`` named ``name``."""
+
+    @abc.abstractmethod
+    def get(self, key: str) -> Entry | None:
+        """The entry at ``key`` or None, by a linearizable read (ZooKeeper: after sync)."""
+
+    @abc.abstractmethod
+    def commit(self, checks: Sequence[Check], ops: Sequence[Op],
+               session: Session | None = None) -> int | None:
+        """Apply ``ops`` atomically if every check holds: the commit's stamp, or None if
+        a check failed. Ephemeral creates belong to ``session``. Raises
+        ``OutcomeUnknown`` if the reply was lost (the commit may have applied)."""
+
+    @abc.abstractmethod
+    def written_version(self, stamp: int, before: Entry | None) -> int:
+        """The version a ``Version`` check would now compare for a key that the commit
+        with ``stamp`` created (``before`` None) or updated (from ``before``; it must be
+        the commit's first update, whose stamp ``commit`` returns)."""
+
+    @abc.abstractmethod
+    def leaves(self, root: str, depth: int, limit: int) -> list[str]:
+        """Up to ``limit`` first keys ``depth`` levels below ``root``, in key order: at
+        least one if any exists (fewer than ``limit`` may be returned where more exist:
+        those of the first bucket). Leaves deeper than 1 must be created with that
+        ``depth`` (see ``Create``)."""
+
+    @abc.abstractmethod
+    def counts(self, roots: Sequence[tuple[str, int]]) -> list[int]:
+        """For each ``(root, depth)``, how many keys lie ``depth`` levels below ``root``,
+        all as of one instant (a key moved between two roots meanwhile is counted once).
+        ZooKeeper has no snapshot reads: under writes that go on through every pass it
+        confirms, it returns its last pass, whose counts may be from different instants."""
+
+    @abc.abstractmethod
+    def wait(self, key: str, seen: Entry | None, timeout: float) -> None:
+        """Return when ``key`` changed since ``seen`` was read, or after ``timeout``."""
+
+    def next_write(self, key: str, version: int) -> bytes | None:
+        """The value written by the first write of ``key`` after ``version``, from the
+        server's history; None if unknown (ZooKeeper keeps no history; etcd: compacted
+        away, or that write was a delete)."""
+        return None
+
+    def sync(self, key: str) -> bool:
+        """Make the next ``get`` of ``key`` see every write acknowledged before this
+        call (ZooKeeper: ``sync``). False where reads are linearizable already (etcd):
+        nothing was done."""
+        return False
