@@ -1,14 +1,18 @@
 """Faults, each bounded in time and aimed by pid: servers of a LocalCluster, client
 processes, and client links through a ProxiedCluster. Each fault is a function
-``fault(ctx) -> str`` that injects, waits, heals, and returns what it did."""
+``fault(ctx) -> str`` that injects, waits, heals, and returns what it did; as it goes,
+it counts each injection and reports its steps through the :class:`Context` (for a
+live view)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,19 +25,59 @@ from .proxy import ProxiedCluster
 
 @dataclass
 class Context:
-    """What a fault may touch."""
+    """What a fault may touch, and where it reports. ``cluster`` is None where the
+    servers are not ours to kill (process faults only), ``proxies`` None where the
+    clients connect directly (no network faults): a fault that needs one raises
+    ``RuntimeError`` then."""
 
-    cluster: LocalCluster
-    proxies: ProxiedCluster
+    cluster: LocalCluster | None
+    proxies: ProxiedCluster | None
     ttl: float
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     histories: list[Path] = field(default_factory=list)
     rng: random.Random = field(default_factory=random.Random)
     log: list[str] = field(default_factory=list)
+    #: Once set, the faults' waits end early (a fault still heals what it broke).
+    stop: threading.Event = field(default_factory=threading.Event)
+    #: Told each step of a fault as it happens (called from the fault's thread).
+    on_step: Callable[[str], None] = field(default=lambda _text: None)
+    _counts: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @property
+    def servers(self) -> LocalCluster:
+        """The cluster, for a server fault."""
+        if self.cluster is None:
+            raise RuntimeError("a server fault needs a local cluster; there is none")
+        return self.cluster
+
+    @property
+    def links(self) -> ProxiedCluster:
+        """The client-link proxies, for a network fault."""
+        if self.proxies is None:
+            raise RuntimeError("a network fault needs the clients' proxies; there are none")
+        return self.proxies
 
     def follower(self) -> int:
-        leader = self.cluster.wait_for_leader()
-        return self.rng.choice([i for i in range(self.cluster.size) if i != leader])
+        leader = self.servers.wait_for_leader()
+        return self.rng.choice([i for i in range(self.servers.size) if i != leader])
+
+    def wait(self, seconds: float) -> None:
+        """Let a fault last ``seconds``, or less once :attr:`stop` is set."""
+        self.stop.wait(seconds)
+
+    def injected(self, fault: str, text: str) -> str:
+        """Count ``fault`` (a name, such as ``"leader-kill"``) as taking effect now and
+        report ``text`` (which it returns)."""
+        with self._guard:
+            self._counts[fault] = self._counts.get(fault, 0) + 1
+        self.on_step(text)
+        return text
+
+    def counts(self) -> dict[str, int]:
+        """The faults that took effect so far, by name (safe from any thread)."""
+        with self._guard:
+            return dict(self._counts)
 
 
 Fault = Callable[[Context], str]
@@ -43,57 +87,99 @@ ELECTION_PAUSE = 3.0
 
 def follower_kill(ctx: Context) -> str:
     node = ctx.follower()
-    ctx.cluster.kill(node)
-    time.sleep(1.0)
-    ctx.cluster.restart(node)
+    ctx.servers.kill(node)
+    ctx.injected("follower-kill", f"SIGKILL follower {node}")
+    ctx.wait(1.0)
+    ctx.servers.restart(node)
     return f"SIGKILL follower {node}, restarted"
 
 
 def leader_kill(ctx: Context) -> str:
-    node = ctx.cluster.wait_for_leader()
-    ctx.cluster.kill(node)
-    ctx.cluster.wait_for_leader(exclude=node)
-    ctx.cluster.restart(node)
+    node = ctx.servers.wait_for_leader()
+    ctx.servers.kill(node)
+    ctx.injected("leader-kill", f"SIGKILL leader {node}")
+    ctx.servers.wait_for_leader(exclude=node)
+    ctx.servers.restart(node)
     return f"SIGKILL leader {node}, restarted"
 
 
+def bounce(ctx: Context, leader: bool, down: float = 1.0, timeout: float = 60.0) -> str:
+    """:func:`leader_kill` or :func:`follower_kill` gentle enough for a live run: once the
+    cluster is healthy (so never two nodes down), SIGKILL its leader (``leader``, if one
+    is known right now; else a follower) or a running follower, restart it ``down``
+    seconds later, and wait until the cluster is healthy again."""
+    cluster = ctx.servers
+    cluster.wait_healthy(timeout=timeout)
+    current = cluster.leader()
+    if leader and current is not None:
+        node = current
+    else:
+        followers = [i for i in range(cluster.size) if i != current and cluster.is_running(i)]
+        if not followers:
+            return "no running follower to kill"
+        node = ctx.rng.choice(followers)
+    role = "the leader" if node == current else "a follower"
+    cluster.kill(node)
+    ctx.injected("leader-kill" if node == current else "follower-kill",
+                 f"SIGKILL {cluster.backend} node {node} ({role})")
+    ctx.wait(down)
+    started = time.monotonic()
+    cluster.restart(node, wait=True, timeout=timeout)
+    cluster.wait_healthy(timeout=timeout)
+    ctx.on_step(f"node {node} restarted, serving again after {time.monotonic() - started:.1f}s")
+    return f"SIGKILL {role} (node {node}), restarted, cluster healthy again"
+
+
+def leader_bounce(ctx: Context) -> str:
+    return bounce(ctx, leader=True)
+
+
+def follower_bounce(ctx: Context) -> str:
+    return bounce(ctx, leader=False)
+
+
 def leader_pause(ctx: Context) -> str:
-    node = ctx.cluster.wait_for_leader()
-    ctx.cluster.pause(node)
-    time.sleep(ELECTION_PAUSE)
-    ctx.cluster.resume(node)
+    node = ctx.servers.wait_for_leader()
+    ctx.servers.pause(node)
+    ctx.injected("leader-pause", f"SIGSTOP leader {node}")
+    ctx.wait(ELECTION_PAUSE)
+    ctx.servers.resume(node)
     return f"SIGSTOP leader {node} for {ELECTION_PAUSE}s"
 
 
 def follower_pause(ctx: Context) -> str:
     node = ctx.follower()
-    ctx.cluster.pause(node)
-    time.sleep(ELECTION_PAUSE)
-    ctx.cluster.resume(node)
+    ctx.servers.pause(node)
+    ctx.injected("follower-pause", f"SIGSTOP follower {node}")
+    ctx.wait(ELECTION_PAUSE)
+    ctx.servers.resume(node)
     return f"SIGSTOP follower {node} for {ELECTION_PAUSE}s"
 
 
 def quorum_loss(ctx: Context) -> str:
-    leader = ctx.cluster.wait_for_leader()
+    leader = ctx.servers.wait_for_leader()
     victims = [leader, ctx.follower()]
     for node in victims:
-        ctx.cluster.kill(node)
-    time.sleep(2.0)
+        ctx.servers.kill(node)
+    ctx.injected("quorum-loss", f"SIGKILL nodes {victims} (quorum lost)")
+    ctx.wait(2.0)
     for node in victims:
-        ctx.cluster.restart(node, wait=False)
-    ctx.cluster.wait_healthy()
+        ctx.servers.restart(node, wait=False)
+    ctx.servers.wait_healthy()
     return f"SIGKILL nodes {victims} (quorum lost) for 2s, restarted"
 
 
 def full_restart(ctx: Context) -> str:
-    ctx.cluster.stop_all_and_restart()
+    ctx.injected("full-restart", "SIGKILL every node")
+    ctx.servers.stop_all_and_restart()
     return "SIGKILL every node, restarted from disk"
 
 
 def client_partition(ctx: Context) -> str:
-    ctx.proxies.set_mode("blackhole")
-    time.sleep(ctx.ttl * 2)
-    ctx.proxies.heal()
+    ctx.links.set_mode("blackhole")
+    ctx.injected("client-partition", "client links cut")
+    ctx.wait(ctx.ttl * 2)
+    ctx.links.heal()
     return f"client links cut for {ctx.ttl * 2}s"
 
 
@@ -101,17 +187,18 @@ def _cut_off(ctx: Context, node: int, role: str) -> str:
     """Cut ``node``'s peer links (iptables, see peercut.py) for longer than the session
     TTL: a minority server that keeps its clients."""
     seconds = ctx.ttl * 2.5
-    ctx.cluster.isolate(node)
+    ctx.servers.isolate(node)
     try:
-        time.sleep(seconds)
+        ctx.injected(f"{role}-partition", f"peer links of {role} {node} cut")
+        ctx.wait(seconds)
     finally:
-        ctx.cluster.rejoin(node)
-    ctx.cluster.wait_healthy(60)
+        ctx.servers.rejoin(node)
+    ctx.servers.wait_healthy(60)
     return f"peer links of {role} {node} cut for {seconds:g}s"
 
 
 def leader_partition(ctx: Context) -> str:
-    return _cut_off(ctx, ctx.cluster.wait_for_leader(), "leader")
+    return _cut_off(ctx, ctx.servers.wait_for_leader(), "leader")
 
 
 def follower_partition(ctx: Context) -> str:
@@ -119,11 +206,12 @@ def follower_partition(ctx: Context) -> str:
 
 
 def lost_replies(ctx: Context) -> str:
-    ctx.proxies.set_mode("drop_replies")
-    time.sleep(1.5)
-    ctx.proxies.set_mode("reset")  # the clients reconnect and retry
-    time.sleep(0.2)
-    ctx.proxies.heal()
+    ctx.links.set_mode("drop_replies")
+    ctx.injected("lost-replies", "replies dropped")
+    ctx.wait(1.5)
+    ctx.links.set_mode("reset")  # the clients reconnect and retry
+    ctx.wait(0.2)
+    ctx.links.heal()
     return "replies dropped for 1.5s (writes committed, replies lost), links reset"
 
 
@@ -152,52 +240,76 @@ def _parse(line: str) -> dict[str, Any] | None:
         return None
 
 
+def kill_process(ctx: Context, proc: subprocess.Popen[bytes], fault: str, text: str) -> str:
+    """SIGKILL ``proc`` (by its pid) and reap it; counted as ``fault``, reported as
+    ``text``, which it returns."""
+    proc.kill()
+    proc.wait()
+    return ctx.injected(fault, text)
+
+
+def stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (SIGSTOP) right now; False if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rpartition(")")[2].split()  # the name, in parentheses, may hold spaces
+    return bool(fields) and fields[0] == "T"
+
+
+def thaw(pid: int) -> None:
+    """SIGCONT process ``pid``; one that is gone meanwhile is fine."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
+
+
 def holder_kill(ctx: Context) -> str:
     pid = _holder(ctx)["pid"]
     os.kill(pid, signal.SIGKILL)
-    return f"SIGKILL lock holder {pid}"
+    return ctx.injected("holder-kill", f"SIGKILL lock holder {pid}")
 
 
-def _freeze(ctx: Context, pid: int) -> float:
+def _freeze(ctx: Context, pid: int, fault: str) -> float:
     """SIGSTOP ``pid`` past its session TTL (a GC pause), then SIGCONT; for how long."""
     pause = ctx.ttl * 2.5
     os.kill(pid, signal.SIGSTOP)
-    time.sleep(pause)
-    os.kill(pid, signal.SIGCONT)
+    ctx.injected(fault, f"SIGSTOP {pid} (GC pause)")
+    ctx.wait(pause)
+    thaw(pid)
     return pause
 
 
-def _any_worker(ctx: Context) -> int:
-    """The pid of a running worker, chosen by the scenario's seeded random source."""
-    return ctx.rng.choice([w for w in ctx.workers if w.poll() is None]).pid
+def _any_worker(ctx: Context) -> subprocess.Popen[bytes]:
+    """A running worker, chosen by the scenario's seeded random source."""
+    return ctx.rng.choice([w for w in ctx.workers if w.poll() is None])
 
 
 def holder_pause(ctx: Context) -> str:
     pid = _holder(ctx)["pid"]
-    return f"SIGSTOP lock holder {pid} for {_freeze(ctx, pid)}s (GC pause)"
+    return f"SIGSTOP lock holder {pid} for {_freeze(ctx, pid, 'holder-pause')}s (GC pause)"
 
 
 def worker_kill(ctx: Context) -> str:
-    pid = _any_worker(ctx)
-    os.kill(pid, signal.SIGKILL)
-    return f"SIGKILL worker {pid}"
+    worker = _any_worker(ctx)
+    return kill_process(ctx, worker, "worker-kill", f"SIGKILL worker {worker.pid}")
 
 
 def worker_pause(ctx: Context) -> str:
-    pid = _any_worker(ctx)
-    return f"SIGSTOP worker {pid} for {_freeze(ctx, pid)}s (GC pause)"
+    pid = _any_worker(ctx).pid
+    return f"SIGSTOP worker {pid} for {_freeze(ctx, pid, 'worker-pause')}s (GC pause)"
 
 
 def session_expiry(ctx: Context) -> str:
     """Expire a worker's session on the server: ZooKeeper, by closing a second handle
     with its session id and password; etcd, by revoking its lease."""
     holder = _holder(ctx)
-    if ctx.cluster.backend == "zookeeper":
+    if ctx.servers.backend == "zookeeper":
         from kazoo.client import KazooClient
         from kazoo.exceptions import KazooException
         from kazoo.handlers.threading import KazooTimeoutError
 
-        twin = KazooClient(hosts=",".join(ctx.cluster.endpoints),
+        twin = KazooClient(hosts=",".join(ctx.servers.endpoints),
                            client_id=(holder["session"], bytes.fromhex(holder["password"])))
         try:
             twin.start(timeout=10)
@@ -206,15 +318,17 @@ def session_expiry(ctx: Context) -> str:
         finally:
             twin.stop()
             twin.close()
-        return f"expired the ZooKeeper session of holder {holder['pid']} on the server"
-    revoke = subprocess.run(["etcdctl", f"--endpoints={','.join(ctx.cluster.endpoints)}",
+        return ctx.injected("session-expiry", f"expired the ZooKeeper session of holder "
+                            f"{holder['pid']} on the server")
+    revoke = subprocess.run(["etcdctl", f"--endpoints={','.join(ctx.servers.endpoints)}",
                              "lease", "revoke", f"{holder['session']:x}"],
                             capture_output=True, text=True, timeout=10)
     if revoke.returncode != 0:
         if "not found" in revoke.stderr:  # an earlier fault (a pause) let it expire already
             return f"the etcd lease of holder {holder['pid']} had expired already"
         raise RuntimeError(f"etcdctl lease revoke failed: {revoke.stderr.strip()}")
-    return f"revoked the etcd lease of holder {holder['pid']} on the server"
+    return ctx.injected("session-expiry",
+                        f"revoked the etcd lease of holder {holder['pid']} on the server")
 
 
 def compact_history(cluster: LocalCluster) -> int:
@@ -247,14 +361,18 @@ def compaction(ctx: Context) -> str:
     """etcd: compact the history at the current revision, three times 0.3 s apart, so
     that watches resumed from a revision seen before (an election observer's) find it
     gone. ZooKeeper keeps no history: nothing to do."""
-    if ctx.cluster.backend != "etcd":
+    if ctx.servers.backend != "etcd":
         return "compaction: ZooKeeper keeps no history to compact, nothing done"
     revisions = []
     for i in range(3):
         if i:
-            time.sleep(0.3)
-        revisions.append(compact_history(ctx.cluster))
-    return f"etcd history compacted at revisions {revisions}"
+            ctx.wait(0.3)
+        revisions.append(compact_history(ctx.servers))
+    return ctx.injected("compaction", f"etcd history compacted at revisions {revisions}")
+
+
+
+
 
 
 SERVER_FAULTS: dict[str, Fault] = {
@@ -282,4 +400,5 @@ LOCK_CLIENT_FAULTS: dict[str, Fault] = {
     "session-expiry": session_expiry,
 }
 ALL_FAULTS: dict[str, Fault] = {**SERVER_FAULTS, **NETWORK_FAULTS, **LOCK_CLIENT_FAULTS,
-                                "worker-kill": worker_kill, "worker-pause": worker_pause}
+                                "worker-kill": worker_kill, "worker-pause": worker_pause,
+                                "leader-bounce": leader_bounce, "follower-bounce": follower_bounce}

@@ -69,12 +69,53 @@ def namespace_url(cluster: LocalCluster, namespace: str, hosts: str | None = Non
     return f"{url}?{extra}" if extra else url
 
 
-def _spawn(args: Sequence[str]) -> subprocess.Popen[bytes]:
+def spawn_module(module: str, args: Sequence[str], log: Path | None = None,
+                 cwd: Path | None = ROOT, own_session: bool = False) -> subprocess.Popen[bytes]:
+    """Start ``python -m MODULE *ARGS`` with this checkout importable (first on
+    PYTHONPATH) and faulthandler on, in ``cwd`` (None: ours). Its stdout and stderr are
+    appended to ``log``, its stdin closed; without a log its stdout is dropped and its
+    stderr is ours. ``own_session``: in a session of its own, so that a Ctrl-C at the
+    terminal reaches us only. Stop it by its pid (:func:`reap`)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["PYTHONFAULTHANDLER"] = "1"  # a worker that crashes (a signal) leaves its stacks
-    return subprocess.Popen([sys.executable, "-m", "coordination.lab.workloads", *args],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env["PYTHONFAULTHANDLER"] = "1"  # a child that crashes (a signal) leaves its stacks
+    command = [sys.executable, "-m", module, *args]
+    if log is None:
+        return subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                                start_new_session=own_session)
+    with log.open("ab") as out:  # the child has its own copy of the descriptor
+        return subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=own_session)
+
+
+def wait_exits(procs: Sequence[subprocess.Popen[bytes]],
+               timeout: float) -> list[subprocess.Popen[bytes]]:
+    """Give ``procs`` until ``timeout`` seconds from now to exit (each at least 0.1 s,
+    if ``timeout`` > 0; else just look); those still running."""
+    deadline = time.monotonic() + timeout
+    running = []
+    for proc in procs:
+        try:
+            if timeout > 0:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            elif proc.poll() is None:
+                running.append(proc)
+        except subprocess.TimeoutExpired:
+            running.append(proc)
+    return running
+
+
+def reap(procs: Sequence[subprocess.Popen[bytes]], timeout: float) -> None:
+    """Give ``procs`` ``timeout`` seconds to exit (see :func:`wait_exits`), then SIGKILL
+    the rest, by pid, and reap them."""
+    for proc in wait_exits(procs, timeout):
+        proc.kill()
+        proc.wait()
+
+
+def _spawn(args: Sequence[str]) -> subprocess.Popen[bytes]:
+    return spawn_module("coordination.lab.workloads", args)
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -102,13 +143,7 @@ def wait_drained(queue: coordination.Queue, timeout: float) -> dict[str, int]:
 def _stop(workers: list[subprocess.Popen[bytes]], histories: list[Path], timeout: float) -> None:
     for path in histories:
         Path(str(path) + ".stop").touch()
-    deadline = time.monotonic() + timeout
-    for worker in workers:
-        try:
-            worker.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            worker.kill()  # by the Popen's pid
-            worker.wait()
+    reap(workers, timeout)
 
 
 def _count(histories: list[Path], op: str) -> int:
