@@ -21,11 +21,11 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from .recipes.queue.layout import MARKERS as _QUEUE_MARKERS
+from .recipes.queue.layout import PARTS as _QUEUE_PARTS
+
 if TYPE_CHECKING:
     from .client import Coordinator
-
-#: Children of a queue's root that belong to its layout (see recipes/queue.py).
-_QUEUE_PARTS = frozenset({"t", "r", "w", "f", "c", "d", "x", "k", "n", "bell"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +136,7 @@ def _zookeeper_queue_names(coord: Coordinator) -> list[str]:
         children = _zk_children(backend, path)
         if children is None:
             return
-        if name and ("t" in children or "bell" in children):
+        if name and not _QUEUE_MARKERS.isdisjoint(children):
             names.append(name)
             children = [child for child in children if child not in _QUEUE_PARTS]
         for child in children:

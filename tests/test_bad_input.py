@@ -99,7 +99,7 @@ def test_a_tampered_ordering_key_is_a_queue_error(coord: coordination.Coordinato
     queue.put(b"step 1", key="order-1")
     task = queue.get(timeout=5)
     assert task is not None
-    count_key = queue._k("n", queue._key_dir("order-1"))
+    count_key = queue.layout.key_count("order-1")
     backend = coord._backend
     entry = backend.kv_get(count_key)
     assert entry is not None

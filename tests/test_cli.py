@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import coordination
-from coordination.lab.cluster import LocalCluster, _pid_alive
+from coordination.lab.cluster import LocalCluster, pid_alive
 
 from .helpers import wait_for
 
@@ -93,7 +93,7 @@ def test_cluster_up_status_kill_restart_down(
     nodes = status()["nodes"]
     assert [n["state"] for n in nodes] == ["running"] * 3
     pids = [n["pid"] for n in nodes]
-    assert all(_pid_alive(pid) for pid in pids)
+    assert all(pid_alive(pid) for pid in pids)
     wait_for(lambda: sum(n["leader"] for n in status()["nodes"]) == 1, 30, 0.2, "one leader")
 
     # The config it wrote works for the other commands.
@@ -101,7 +101,7 @@ def test_cluster_up_status_kill_restart_down(
 
     killed = cli("cluster", "kill", "1")
     assert killed.returncode == 0 and f"pid {pids[1]}" in killed.stdout
-    wait_for(lambda: not _pid_alive(pids[1]), 10, message="node 1 gone")
+    wait_for(lambda: not pid_alive(pids[1]), 10, message="node 1 gone")
     assert [n["state"] for n in status()["nodes"]] == ["running", "down", "running"]
     table = cli("cluster", "status", "--dir", str(cluster_dir))
     assert table.returncode == 0 and "down" in table.stdout and "running" in table.stdout
@@ -125,7 +125,7 @@ def test_cluster_up_status_kill_restart_down(
 
     down = cli("cluster", "down")
     assert down.returncode == 0, down.stderr
-    wait_for(lambda: not any(_pid_alive(pid) for pid in pids), 15, message="servers stopped")
+    wait_for(lambda: not any(pid_alive(pid) for pid in pids), 15, message="servers stopped")
     assert not config.exists() and not cluster_dir.exists()
     assert one_line_error(cli("cluster", "status")).startswith("error: no local cluster")
 

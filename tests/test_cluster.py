@@ -134,9 +134,9 @@ def started() -> Iterator[Callable[..., LocalCluster]]:
 
 
 def test_embedded_templates_match_backends() -> None:
-    for name, text in cluster_mod._EMBEDDED_TEMPLATES.items():
+    for name, text in cluster_mod.EMBEDDED_TEMPLATES.items():
         assert (REPO / "backends" / name).read_text(encoding="utf-8") == text, (
-            f"coordination/lab/cluster.py _EMBEDDED_TEMPLATES[{name!r}] differs from "
+            f"coordination/lab/cluster/templates.py EMBEDDED_TEMPLATES[{name!r}] differs from "
             f"backends/{name}; copy the file's text into cluster.py"
         )
 
@@ -161,8 +161,8 @@ def test_bad_arguments() -> None:
 
 
 def test_missing_binaries_raise_with_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cluster_mod.shutil, "which", lambda name: None)
-    monkeypatch.setattr(cluster_mod.os, "access", lambda *args, **kwargs: False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(os, "access", lambda *args, **kwargs: False)
     for backend in BACKENDS:
         with pytest.raises(RuntimeError, match="backends/install.sh"):
             LocalCluster(backend).start()

@@ -8,7 +8,7 @@ import pytest
 
 import coordination
 from coordination.backends.kv import Create, Delete
-from coordination.recipes import queue as queue_module
+from coordination.recipes.queue import limits as queue_module
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 
 import coordination
 from coordination import errors
-from coordination.recipes import queue as queue_module
+from coordination.recipes.queue import limits as queue_module
 
 from .conftest import TTL
 from .helpers import wait_for

@@ -128,7 +128,7 @@ def test_etcd_plaintext_unknown_ca_and_no_client_cert_fail(secure_cluster: Local
                              ({"ca": app["ca"]}, "https")):
         rc, out = etcdctl(secure_cluster, settings, "get", "/app-x/k", scheme=scheme, timeout="2s")
         assert rc != 0, out
-    assert cluster_mod._http_text(f"http://{secure_cluster.endpoints[0]}/health") is None
+    assert cluster_mod.http_text(f"http://{secure_cluster.endpoints[0]}/health") is None
 
 
 # --- ZooKeeper: kazoo -------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def test_zookeeper_plaintext_unknown_ca_and_no_client_cert_fail(
         with pytest.raises(KazooTimeoutError):
             kazoo(secure_cluster, settings, timeout=2)
     # The lab's plaintext four-letter words get nothing from a TLS port either.
-    assert cluster_mod._four_letter(secure_cluster._nodes[0].client_port, "ruok") != "imok"
+    assert cluster_mod.four_letter(int(secure_cluster.endpoints[0].rsplit(":", 1)[1]), "ruok") != "imok"
 
 
 # --- both -------------------------------------------------------------------------------------

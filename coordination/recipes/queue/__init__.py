@@ -1,0 +1,54 @@
+"""An at-least-once work queue with acks, retries, priorities, delays, ordering keys and
+dead letters, over the backend's transactional key-value store (``backend.kv``).
+
+Layout under the queue's root (fixed-width names, so key order is delivery order)::
+
+    t/ID                        task record: JSON header, newline, payload
+    r/PRI/B1/B2/SEQ.ID          ready index (PRI: 100 - priority, so higher comes first)
+    w/B1/B2/DUE.ID              delayed index, by due time
+    f/ID                        in flight (persistent) ...
+    c/ID                        ... and its claim, tied to the worker's session
+    d/ID                        dead letters
+    x/SECOND/DONE.ID            acked tasks, by ack time: their t/ID (header only) stays
+                                for DEDUPE_WINDOW seconds so a retried put is a no-op
+    k/KEY/SEQ.ID, n/KEY         per ordering key: its FIFO and the count of its tasks
+    bell                        touched by every change that may make a task ready
+
+Every state change is one atomic commit with checks, so a task is in exactly one index.
+A claim is the pair ``f/ID`` + ephemeral ``c/ID`` plus a new version of ``t/ID``; its
+token is the stamp of that commit. ``ack``/``nack`` check that version: if the claim was
+lost and the task handed out again, they raise ``ClaimLost`` and change nothing. A claim
+whose ``c/ID`` vanished with its session is put back (attempts + 1) by any consumer.
+
+The parts, one job each: ``record`` (the record and its codec), ``layout`` (the keys),
+``put``, ``claim``, ``task`` (a claimed task and its ack/nack), ``maintenance`` (due
+delayed tasks, lost claims, expired acked tasks), ``dead_letters``, ``bell``, and
+``queue`` (``Queue``, whose ``get`` ties claiming, upkeep and waiting together).
+``limits`` holds the numbers; they are re-exported here for reading only.
+"""
+
+from __future__ import annotations
+
+from .limits import (
+    DEDUPE_WINDOW,
+    INNER_NS,
+    MAINTAIN_EVERY,
+    MAX_PAYLOAD,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    OUTER_NS,
+)
+from .queue import Queue
+from .task import Task
+
+__all__ = [
+    "DEDUPE_WINDOW",
+    "INNER_NS",
+    "MAINTAIN_EVERY",
+    "MAX_PAYLOAD",
+    "MAX_PRIORITY",
+    "MIN_PRIORITY",
+    "OUTER_NS",
+    "Queue",
+    "Task",
+]

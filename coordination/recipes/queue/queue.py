@@ -1,0 +1,133 @@
+"""``Queue``: the queue's public face. Each operation is one of the recipe's parts
+(``put``, ``claim``, ``task``, ``maintenance``, ``dead_letters``); ``get`` is the loop
+that ties claiming, upkeep and waiting on the bell together."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from ...errors import InvalidArgument
+from ...names import validate_name
+from ..lock import check_timeout
+from .bell import Bell
+from .claim import Claimer
+from .dead_letters import DeadLetters
+from .layout import DELAYED_DEPTH, DONE_DEPTH, KIND, READY_DEPTH, QueueLayout
+from .maintenance import Maintainer
+from .put import Producer
+from .task import Settler, Task
+
+if TYPE_CHECKING:
+    from ...backends.base import Backend
+
+
+class Queue:
+    """A named work queue; the same name is the same queue in every process."""
+
+    def __init__(self, backend: Backend, name: str, max_attempts: int = 5) -> None:
+        validate_name(name, "queue name")
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise InvalidArgument(f"max_attempts must be an int >= 1, got {max_attempts!r}")
+        self.name = name
+        self._max_attempts = max_attempts
+        self._backend = backend
+        self._kv = backend.kv
+        self._keys = QueueLayout(self._kv.root(KIND, name))
+        self._bell = Bell(self._kv, self._keys.bell)
+        self._producer = Producer(self._kv, self._keys, self._bell)
+        self._settler = Settler(backend, self._kv, self._keys, self._bell, name, max_attempts)
+        self._claimer = Claimer(backend, self._kv, self._keys, self._settler)
+        self._maintainer = Maintainer(backend, self._kv, self._keys, self._bell, max_attempts)
+        self._dead = DeadLetters(self._kv, self._keys, self._bell, self._settler)
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name!r}>"
+
+    @property
+    def max_attempts(self) -> int:
+        """Deliveries of a task before it goes to the dead letters (set at creation)."""
+        return self._max_attempts
+
+    @property
+    def layout(self) -> QueueLayout:
+        """Where this queue keeps what on the servers."""
+        return self._keys
+
+    def put(self, data: bytes | str, priority: int = 0, delay: float = 0.0,
+            key: str | None = None, id: str | None = None) -> str:
+        """Store a task; its id. With an ``id`` already in the queue, or acked less than
+        ``DEDUPE_WINDOW`` seconds ago, nothing is stored again (a producer may retry
+        after a lost reply, even once the task was handled). Raises ``InvalidPayload``,
+        ``PayloadTooLarge``, ``InvalidArgument``, ``BackendUnavailable``."""
+        return self._producer.put(data, priority, delay, key, id)
+
+    def put_many(self, items: Iterable[bytes | str], priority: int = 0, delay: float = 0.0,
+                 key: str | None = None) -> list[str]:
+        """Store several tasks (one commit per batch of up to 40 where there is no key)."""
+        return self._producer.put_many(items, priority, delay, key)
+
+    def get(self, timeout: float | None = None) -> Task | None:
+        """Claim the next task (highest priority, then oldest); None after ``timeout``
+        seconds without one (``timeout=0``: only look once)."""
+        timeout = check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            maintained = self._maintainer.due()
+            if maintained:
+                self._maintainer.run()
+            task = self._claimer.next()
+            if task is not None:
+                return task
+            # Nothing ready: read the bell before the last look, so that a put after
+            # that look rings a bell we wait on. Maintenance runs once per round: what it
+            # made ready before that look, the look sees.
+            bell = self._bell.read()
+            if not maintained:
+                self._maintainer.run()
+            task = self._claimer.next()
+            if task is not None:
+                return task
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            ttl = self._backend.session_ttl
+            wait = ttl / 2 if remaining is None else min(remaining, ttl / 2)
+            next_due = self._maintainer.next_due()
+            if next_due is not None:
+                wait = min(wait, max(0.01, next_due))
+            self._bell.wait(bell, wait)
+
+    def ack(self, task: Task) -> None:
+        """See :meth:`Task.ack`."""
+        self._settler.ack(task)
+
+    def nack(self, task: Task, delay: float = 0.0, error: str | None = None) -> None:
+        """See :meth:`Task.nack`."""
+        self._settler.nack(task, delay=delay, error=error)
+
+    def stats(self) -> dict[str, int]:
+        """Counts: ``pending`` (ready now), ``delayed``, ``blocked`` (behind an earlier
+        task of their key), ``in_flight``, ``dead``; read as of one instant, so a task
+        moving meanwhile is counted once (see ``KeyValue.counts``)."""
+        keys = self._keys
+        pending, delayed, in_flight, dead, records, done = self._kv.counts([
+            (keys.ready_root, READY_DEPTH), (keys.delayed_root, DELAYED_DEPTH),
+            (keys.in_flight_root, 1), (keys.dead_root, 1), (keys.records_root, 1),
+            (keys.done_root, DONE_DEPTH)])
+        blocked = max(0, records - done - pending - delayed - in_flight - dead)
+        return {"pending": pending, "delayed": delayed, "blocked": blocked,
+                "in_flight": in_flight, "dead": dead}
+
+    def __len__(self) -> int:
+        stats = self.stats()
+        return stats["pending"] + stats["delayed"] + stats["blocked"]
+
+    def dead_letters(self) -> list[Task]:
+        """The dead tasks, with their last error in ``task.error`` (not claimed)."""
+        return self._dead.list()
+
+    def requeue_dead(self, task_id: str) -> None:
+        """Give a dead task ``max_attempts`` new attempts. ``TaskNotFound`` if not dead."""
+        self._dead.requeue(task_id)
