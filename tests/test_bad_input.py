@@ -65,7 +65,7 @@ def test_bad_lock_input_changes_nothing_on_the_server(coord: coordination.Coordi
 
 
 def _namespace_is_empty(coord: coordination.Coordinator) -> bool:
-    backend = coord._backend
+    backend = coord.driver
     if coord.backend == "zookeeper":
         return backend.client.exists(f"/{coord.namespace}") is None  # type: ignore[attr-defined]
     return backend.contenders(f"/{coord.namespace}/") == []  # type: ignore[attr-defined]
@@ -100,9 +100,9 @@ def test_a_tampered_ordering_key_is_a_queue_error(coord: coordination.Coordinato
     task = queue.get(timeout=5)
     assert task is not None
     count_key = queue._k("n", queue._key_dir("order-1"))
-    backend = coord._backend
-    entry = backend.kv_get(count_key)
+    backend = coord.driver
+    entry = backend.kv.get(count_key)
     assert entry is not None
-    backend.kv_commit([], [Delete(count_key)])
+    backend.kv.commit([], [Delete(count_key)])
     with pytest.raises(errors.QueueError, match="order-1"):
         task.ack()

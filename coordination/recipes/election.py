@@ -17,7 +17,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from ..backends.base import Backend, Head
+from ..backends.base import Backend
+from ..backends.contenders import Head
 from ..errors import (
     AlreadyHeld,
     ClientClosed,

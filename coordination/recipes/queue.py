@@ -158,7 +158,7 @@ class Queue:
         self.name = name
         self.max_attempts = max_attempts
         self._backend = backend
-        self._root = backend.kv_root("queues", name)
+        self._root = backend.kv.root("queues", name)
         self._bell = f"{self._root}/bell"
         self._bell_made = False
         self._last_reap = 0.0
@@ -266,21 +266,21 @@ class Queue:
                         self._index(self._index_key(h), h["id"].encode())]
             ops.append(self._ring())
             try:
-                if self._backend.kv_commit(checks, ops) is not None:
+                if self._backend.kv.commit(checks, ops) is not None:
                     return
             except OutcomeUnknown:
                 pass
             # A check failed (an id exists) or the outcome is unknown: store the tasks
             # that are not stored yet.
             tasks = [(h, p) for h, p in tasks
-                     if self._backend.kv_get(self._k("t", h["id"])) is None]
+                     if self._backend.kv.get(self._k("t", h["id"])) is None]
 
     def _ring(self) -> Op:
         """The op that wakes waiting consumers: a write of the bell key, made once."""
         if not self._bell_made:
-            if self._backend.kv_get(self._bell) is None:
+            if self._backend.kv.get(self._bell) is None:
                 try:
-                    self._backend.kv_commit([Absent(self._bell)], [Create(self._bell, b"")])
+                    self._backend.kv.commit([Absent(self._bell)], [Create(self._bell, b"")])
                 except OutcomeUnknown:
                     pass
             self._bell_made = True
@@ -292,7 +292,7 @@ class Queue:
         task_key = self._k("t", h["id"])
         h["q"] = f"{h['s']:020d}.{h['id']}"
         while True:
-            count = self._backend.kv_get(count_key)
+            count = self._backend.kv.get(count_key)
             n = int(count.value) if count is not None else 0
             checks = [Absent(task_key),
                       Version(count_key, count.version) if count else Absent(count_key)]
@@ -305,11 +305,11 @@ class Queue:
             if n == 0:  # first of its key: ready (or delayed) now; else it waits its turn
                 ops += [self._index(self._index_key(h), h["id"].encode()), self._ring()]
             try:
-                if self._backend.kv_commit(checks, ops) is not None:
+                if self._backend.kv.commit(checks, ops) is not None:
                     return
             except OutcomeUnknown:
                 pass
-            if self._backend.kv_get(task_key) is not None:
+            if self._backend.kv.get(task_key) is not None:
                 return  # stored (by us before a lost reply, or an earlier put of this id)
 
     # --- get -----------------------------------------------------------------------------
@@ -329,7 +329,7 @@ class Queue:
             # Nothing ready: read the bell before the last look, so that a put after
             # that look rings a bell we wait on. Maintenance runs once per round: what it
             # made ready before that look, the look sees.
-            bell = self._backend.kv_get(self._bell)
+            bell = self._backend.kv.get(self._bell)
             if not maintained:
                 self._maintain()
             task = self._try_claim()
@@ -343,13 +343,13 @@ class Queue:
             next_due = self._next_due()
             if next_due is not None:
                 wait = min(wait, max(0.01, next_due))
-            self._backend.kv_wait(self._bell, bell, wait)
+            self._backend.kv.wait(self._bell, bell, wait)
 
     def _try_claim(self) -> Task | None:
         """Claim the first ready task. Consumers that lately lost races start at a random
         one of the first few of the same priority instead, so that they do not all race
         for each next head (among concurrent consumers, order is not observable)."""
-        ready = self._backend.kv_leaves(self._k("r"), _READY_DEPTH, _SPREAD)
+        ready = self._backend.kv.leaves(self._k("r"), _READY_DEPTH, _SPREAD)
         if not ready:
             return None
         top = ready[0].rsplit("/", 4)[1]
@@ -367,7 +367,7 @@ class Queue:
 
     def _claim(self, ready_key: str) -> Task | None:
         task_id = ready_key.rsplit("/", 1)[1].split(".", 1)[1]
-        record = self._backend.kv_get(self._k("t", task_id))
+        record = self._backend.kv.get(self._k("t", task_id))
         if record is None:
             return None
         h, data = self._unpack(record.value)
@@ -388,12 +388,12 @@ class Queue:
             Create(self._k("c", task_id), f"{session.id}:{nonce}".encode(), ephemeral=True),
         ]
         try:
-            stamp = self._backend.kv_commit(checks, ops, session)
+            stamp = self._backend.kv.commit(checks, ops, session)
         except OutcomeUnknown:
             return self._claimed_by_us(record.key, task_id, nonce, session)
         if stamp is None:
             return None  # a check failed: another consumer (maybe another thread) won
-        written = self._backend.kv_written_version
+        written = self._backend.kv.written_version
         task = Task(self, h, data, written(stamp, record), stamp, written(stamp, None))
         task._session = session  # type: ignore[attr-defined]
         return task
@@ -401,9 +401,9 @@ class Queue:
     def _claimed_by_us(self, record_key: str, task_id: str, nonce: str, session: Any) -> Task | None:
         """After a lost reply: our claim, read back, if it applied and still holds. The
         record carries the nonce of the claim that wrote it last."""
-        if self._backend.kv_get(self._k("c", task_id)) is None or not session.alive:
+        if self._backend.kv.get(self._k("c", task_id)) is None or not session.alive:
             return None
-        current = self._backend.kv_get(record_key)
+        current = self._backend.kv.get(record_key)
         if current is None:
             return None
         h, data = self._unpack(current.value)
@@ -429,8 +429,8 @@ class Queue:
     def _own(self, task: Task) -> Entry:
         """The task's record, read back, if our claim on it still holds; else ClaimLost."""
         self._check_mine(task)
-        record = self._backend.kv_get(self._k("t", task.id))
-        claim = self._backend.kv_get(self._k("c", task.id))
+        record = self._backend.kv.get(self._k("t", task.id))
+        claim = self._backend.kv.get(self._k("c", task.id))
         if record is None or record.version != task._version or claim is None:
             raise ClaimLost(f"the claim on task {task.id} is lost")
         return record
@@ -475,7 +475,7 @@ class Queue:
                 ops += self._requeue(h, data, record.key, delay, error)
             session = getattr(task, "_session", None)
             try:
-                if self._backend.kv_commit(checks, ops, session) is not None:
+                if self._backend.kv.commit(checks, ops, session) is not None:
                     task._settled = True
                     return
             except OutcomeUnknown:
@@ -491,7 +491,7 @@ class Queue:
         """After a lost reply: did our ack/nack apply? False if it did not (the caller
         retries, and finds out whether the claim is still ours); ``ClaimLost`` if the
         task changed hands; ``UncertainOutcome`` if nobody can tell."""
-        current = self._backend.kv_get(record.key)
+        current = self._backend.kv.get(record.key)
         if current is not None and current.version == record.version:
             return False  # nothing happened
         if current is not None:  # our ack or nack wrote our nonce into the record
@@ -526,7 +526,7 @@ class Queue:
             return []
         kd = self._key_dir(h["k"])
         count_key = self._k("n", kd)
-        count = self._backend.kv_get(count_key)
+        count = self._backend.kv.get(count_key)
         if count is None:
             raise QueueError(f"queue {self.name!r}: the task count of ordering key "
                              f"{h['k']!r} is gone (removed by another client?)")
@@ -535,11 +535,11 @@ class Queue:
         ops: list[Op] = [Delete(self._k("k", kd, h["q"]))]
         ops.append(Update(count_key, str(n).encode()) if n > 0 else Delete(count_key))
         if n > 0:
-            following = [k for k in self._backend.kv_leaves(self._k("k", kd), 1, 2)
+            following = [k for k in self._backend.kv.leaves(self._k("k", kd), 1, 2)
                          if not k.endswith("/" + h["q"])]
             if following:
                 next_id = following[0].rsplit("/", 1)[1].split(".", 1)[1]
-                nxt = self._backend.kv_get(self._k("t", next_id))
+                nxt = self._backend.kv.get(self._k("t", next_id))
                 if nxt is not None:
                     nh, _ = self._unpack(nxt.value)
                     checks.append(Version(nxt.key, nxt.version))
@@ -549,7 +549,7 @@ class Queue:
     # --- maintenance: due delayed tasks, and claims lost with their session -----------------
 
     def _next_due(self) -> float | None:
-        first = self._backend.kv_leaves(self._k("w"), _DELAYED_DEPTH, 1)
+        first = self._backend.kv.leaves(self._k("w"), _DELAYED_DEPTH, 1)
         if not first:
             return None
         due = int(first[0].rsplit("/", 1)[1].split(".", 1)[0])
@@ -558,17 +558,17 @@ class Queue:
     def _maintain(self) -> None:
         self._last_maintained = time.monotonic()
         now = time.time_ns()
-        for delayed in self._backend.kv_leaves(self._k("w"), _DELAYED_DEPTH, 16):
+        for delayed in self._backend.kv.leaves(self._k("w"), _DELAYED_DEPTH, 16):
             due, task_id = delayed.rsplit("/", 1)[1].split(".", 1)
             if int(due) > now:
                 break
-            record = self._backend.kv_get(self._k("t", task_id))
+            record = self._backend.kv.get(self._k("t", task_id))
             if record is None:
                 continue
             h, _ = self._unpack(record.value)
             h["due"] = 0
             try:
-                self._backend.kv_commit(
+                self._backend.kv.commit(
                     [Version(record.key, record.version), Version(delayed, self._version_of(delayed))],
                     [Delete(delayed), self._index(self._ready_key(h), b"")],
                 )
@@ -588,7 +588,7 @@ class Queue:
         consumers from deleting a newer task of the same id."""
         horizon = time.time_ns() - int(DEDUPE_WINDOW * 1e9)
         expired = []
-        for done in self._backend.kv_leaves(self._k("x"), _DONE_DEPTH, _GC_BATCH):
+        for done in self._backend.kv.leaves(self._k("x"), _DONE_DEPTH, _GC_BATCH):
             when, task_id = done.rsplit("/", 1)[1].split(".", 1)
             if int(when) > horizon:
                 break
@@ -599,22 +599,22 @@ class Queue:
         ops: list[Op] = [Delete(done) for done, _ in expired]
         ops += [Delete(self._k("t", task_id)) for _, task_id in expired]
         try:
-            self._backend.kv_commit(checks, ops)
+            self._backend.kv.commit(checks, ops)
         except OutcomeUnknown:
             pass  # done or not, the next round sees
         return len(expired)
 
     def _version_of(self, key: str) -> int:
-        entry = self._backend.kv_get(key)
+        entry = self._backend.kv.get(key)
         return -1 if entry is None else entry.version
 
     def _reap(self) -> None:
         """Put back the tasks whose claim vanished with its worker's session."""
-        for flight in self._backend.kv_leaves(self._k("f"), 1, 1000):
+        for flight in self._backend.kv.leaves(self._k("f"), 1, 1000):
             task_id = flight.rsplit("/", 1)[1]
-            if self._backend.kv_get(self._k("c", task_id)) is not None:
+            if self._backend.kv.get(self._k("c", task_id)) is not None:
                 continue
-            record = self._backend.kv_get(self._k("t", task_id))
+            record = self._backend.kv.get(self._k("t", task_id))
             if record is None:
                 continue
             h, data = self._unpack(record.value)
@@ -626,7 +626,7 @@ class Queue:
             ops: list[Op] = [Delete(flight)]
             ops += self._requeue(h, data, record.key, 0.0, "claim lost: worker session ended")
             try:
-                self._backend.kv_commit(checks, ops)
+                self._backend.kv.commit(checks, ops)
             except OutcomeUnknown:
                 pass
 
@@ -636,7 +636,7 @@ class Queue:
         """Counts: ``pending`` (ready now), ``delayed``, ``blocked`` (behind an earlier
         task of their key), ``in_flight``, ``dead``; read as of one instant, so a task
         moving meanwhile is counted once (see ``Backend.kv_counts``)."""
-        pending, delayed, in_flight, dead, records, done = self._backend.kv_counts([
+        pending, delayed, in_flight, dead, records, done = self._backend.kv.counts([
             (self._k("r"), _READY_DEPTH), (self._k("w"), _DELAYED_DEPTH), (self._k("f"), 1),
             (self._k("d"), 1), (self._k("t"), 1), (self._k("x"), _DONE_DEPTH)])
         total = records - done
@@ -651,8 +651,8 @@ class Queue:
     def dead_letters(self) -> list[Task]:
         """The dead tasks, with their last error in ``task.error`` (not claimed)."""
         result = []
-        for dead in self._backend.kv_leaves(self._k("d"), 1, 10_000):
-            record = self._backend.kv_get(self._k("t", dead.rsplit("/", 1)[1]))
+        for dead in self._backend.kv.leaves(self._k("d"), 1, 10_000):
+            record = self._backend.kv.get(self._k("t", dead.rsplit("/", 1)[1]))
             if record is not None:
                 h, data = self._unpack(record.value)
                 task = Task(self, h, data, record.version, record.stamp)
@@ -663,14 +663,14 @@ class Queue:
     def requeue_dead(self, task_id: str) -> None:
         """Give a dead task ``max_attempts`` new attempts. ``TaskNotFound`` if not dead."""
         while True:
-            record = self._backend.kv_get(self._k("t", str(task_id)))
-            dead = self._backend.kv_get(self._k("d", str(task_id)))
+            record = self._backend.kv.get(self._k("t", str(task_id)))
+            dead = self._backend.kv.get(self._k("d", str(task_id)))
             if record is None or dead is None:
                 raise TaskNotFound(f"no dead task {task_id!r} in queue {self.name!r}")
             h, data = self._unpack(record.value)
             h.update(a=0, state="ready", due=0)
             try:
-                if self._backend.kv_commit(
+                if self._backend.kv.commit(
                     [Version(record.key, record.version), Version(dead.key, dead.version)],
                     [Delete(dead.key), Update(record.key, self._pack(h, data)),
                      self._index(self._ready_key(h), b""), self._ring()],
