@@ -21,15 +21,15 @@ import coordination
 from coordination import errors
 from coordination.lab.cluster import LocalCluster
 
-from .conftest import AUTH_TOKEN_TTL, shared_cluster
+from .conftest import AUTH_TOKEN_TTL
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def cluster(backend: str) -> LocalCluster:
-    """The shared secured cluster (not the session fixture: it is cached per backend)."""
-    return shared_cluster(backend, "secured")
+@pytest.fixture(scope="session")
+def coordination_security() -> str:
+    """Every test here runs on the shared secured cluster (and its namespaces)."""
+    return "secured"
 
 
 def _namespace() -> str:

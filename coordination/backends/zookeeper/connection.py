@@ -65,8 +65,8 @@ class Connection:
         self._negotiated: dict[int, float] = {}  # session id -> negotiated timeout (s)
         self._loss_timer: threading.Timer | None = None
         self._discarded = False  # the current client was closed after a presumed loss
-        self.client: KazooClient = tls.connect(self.config, self._open_client,
-                                               self.config.connect_timeout)
+        self.client: KazooClient = None  # the listener of the first client reads it
+        self.client = tls.connect(self.config, self._open_client, self.config.connect_timeout)
         self._session = self._new_session(self.client)
         PAUSE_WATCH.subscribe(self)
 
