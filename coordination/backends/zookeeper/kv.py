@@ -29,7 +29,7 @@ from . import security
 from .connection import Connection, NodeMissing
 
 #: Passes ``counts`` makes before it settles for one it could not confirm.
-_SNAPSHOT_ATTEMPTS = 5
+_SNAPSHOT_ATTEMPTS = 10
 #: A commit that failed as its parent was pruned meanwhile: how often it is tried.
 _PARENT_RETRIES = 3
 
@@ -197,9 +197,17 @@ class ZooKeeperKV(KeyValue):
         for _attempt in range(_SNAPSHOT_ATTEMPTS):
             seen: dict[str, int] = {}
             counts = [self._count(root, depth, seen) for root, depth in roots]
-            if all(self._children_stat(path)[0] == pzxid for path, pzxid in seen.items()):
+            # The second look in one round trip: the shorter it takes, the likelier a
+            # pass under steady writes is confirmed.
+            if self._conn.call(None, self._pzxids, list(seen)) == list(seen.values()):
                 break
         return counts
+
+    def _pzxids(self, paths: list[str]) -> list[int]:
+        """The pzxid of each path (-1 for a missing one), requests pipelined; run
+        within ``call``."""
+        pending = [self._conn.client.exists_async(path) for path in paths]
+        return [-1 if stat is None else int(stat.pzxid) for stat in (p.get() for p in pending)]
 
     def _count(self, path: str, depth: int, seen: dict[str, int]) -> int:
         """Keys ``depth`` levels below ``path``; ``seen`` gets each directory's pzxid."""
