@@ -59,6 +59,13 @@ class Coordinator:
         return self.config.namespace
 
     @property
+    def driver(self) -> Backend:
+        """The backend driver (:class:`~coordination.backends.base.Backend`) under the
+        recipes: for tools such as :mod:`coordination.inspect` and for tests. Recipes
+        are the API; the driver's contract is that of ``base.py``."""
+        return self._backend
+
+    @property
     def session_state(self) -> SessionState:
         if self._backend.closed:
             return SessionState.CLOSED
@@ -75,7 +82,7 @@ class Coordinator:
         *,
         raw_prefix: bool = False,
         identifier: str | bytes = b"",
-        node_style: str = "kazoo",
+        node_style: str | None = None,
         reentrant: bool = False,
     ) -> Lock:
         """A fair, fenced lock. ``timeout`` is the default for ``with``.
@@ -83,7 +90,8 @@ class Coordinator:
         ``raw_prefix=True`` takes ``name`` verbatim as the etcd key prefix or ZooKeeper
         path used by foreign clients (``etcdctl lock NAME``, Go ``concurrency.Mutex``,
         kazoo ``Lock(path)``), outside the namespace. ``node_style="curator"`` names
-        ZooKeeper nodes like Curator's ``InterProcessMutex``. ``reentrant=True``: the
+        ZooKeeper nodes like Curator's ``InterProcessMutex`` (default: kazoo's naming; the
+        other backend has one naming, and takes no ``node_style``). ``reentrant=True``: the
         holding thread may acquire again and must release as many times.
         """
         self._backend.check_open()

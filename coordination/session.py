@@ -141,3 +141,19 @@ def _safe_call(listener: Listener, state: SessionState) -> None:
         listener(state)
     except Exception:  # a user callback must not kill the backend's thread
         log.exception("session listener %r failed", listener)
+
+
+class StateListeners:
+    """Listeners of every session generation of one backend: ``notify`` moves a
+    generation to a state and tells each listener, in the thread that observed it."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    def add(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def notify(self, session: Session, state: SessionState) -> None:
+        session.set_state(state)
+        for listener in list(self._listeners):
+            _safe_call(listener, state)

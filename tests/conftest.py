@@ -21,6 +21,8 @@ TTL = 2.0
 #: Contract tests that run twice: on a plaintext cluster, and over TLS with a user on a
 #: secured one (``LocalCluster(secure=True)``), the same test bodies.
 SECURED_MODULES = ("test_lock", "test_queue", "test_counter", "test_election")
+#: Modules whose tests run on the secured cluster only.
+SECURED_ONLY_MODULES = ("test_security",)
 #: etcd simple tokens of the secured cluster expire after this many idle seconds, so the
 #: contract tests re-authenticate as they go.
 AUTH_TOKEN_TTL = 3
@@ -28,8 +30,13 @@ AUTH_TOKEN_TTL = 3
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
-    if module in SECURED_MODULES and "coordination_cluster" in metafunc.fixturenames:
-        metafunc.parametrize("coordination_security", ["plain", "secured"], scope="session")
+    if "coordination_cluster" not in metafunc.fixturenames:
+        return
+    if module in SECURED_MODULES:
+        metafunc.parametrize("coordination_security", ["plain", "secured"], indirect=True,
+                            scope="session")
+    elif module in SECURED_ONLY_MODULES:
+        metafunc.parametrize("coordination_security", ["secured"], indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")

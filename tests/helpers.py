@@ -26,12 +26,12 @@ def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.02,
 
 def contenders(coord: coordination.Coordinator, lock: coordination.Lock) -> list[str]:
     """Names of the contender nodes/keys currently on the server for ``lock``."""
-    return [entry.key for entry in coord._backend.contenders(lock.path)]
+    return [entry.key for entry in coord.driver.contenders(lock.path)]
 
 
 def namespace_is_empty(coord: coordination.Coordinator) -> bool:
     """True if nothing at all was written under ``coord``'s namespace."""
-    backend = coord._backend
+    backend = coord.driver
     if coord.backend == "zookeeper":
         return backend.client.exists(f"/{coord.namespace}") is None  # type: ignore[attr-defined]
     return backend.contenders(f"/{coord.namespace}/") == []  # type: ignore[attr-defined]
@@ -39,4 +39,4 @@ def namespace_is_empty(coord: coordination.Coordinator) -> bool:
 
 def entries(coord: coordination.Coordinator, path: str) -> list[tuple[str, bytes]]:
     """``(key, value)`` of the contender entries under ``path``, oldest first."""
-    return [(entry.key, entry.value) for entry in coord._backend.contenders(path)]
+    return [(entry.key, entry.value) for entry in coord.driver.contenders(path)]

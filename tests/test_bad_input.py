@@ -59,13 +59,13 @@ def test_bad_lock_input_changes_nothing_on_the_server(coord: coordination.Coordi
     with pytest.raises(errors.InvalidArgument):
         coord.lock("fine", node_style="redis")
     if coord.backend == "etcd":  # Curator's names are ZooKeeper's (was a raw TypeError)
-        with pytest.raises(errors.InvalidArgument, match="ZooKeeper"):
+        with pytest.raises(errors.InvalidArgument, match="etcd backend names its lock entries"):
             coord.lock("fine", node_style="curator").acquire(timeout=1)
     assert _namespace_is_empty(coord)
 
 
 def _namespace_is_empty(coord: coordination.Coordinator) -> bool:
-    backend = coord._backend
+    backend = coord.driver
     if coord.backend == "zookeeper":
         return backend.client.exists(f"/{coord.namespace}") is None  # type: ignore[attr-defined]
     return backend.contenders(f"/{coord.namespace}/") == []  # type: ignore[attr-defined]
@@ -100,9 +100,9 @@ def test_a_tampered_ordering_key_is_a_queue_error(coord: coordination.Coordinato
     task = queue.get(timeout=5)
     assert task is not None
     count_key = queue.layout.key_count("order-1")
-    backend = coord._backend
-    entry = backend.kv_get(count_key)
+    backend = coord.driver
+    entry = backend.kv.get(count_key)
     assert entry is not None
-    backend.kv_commit([], [Delete(count_key)])
+    backend.kv.commit([], [Delete(count_key)])
     with pytest.raises(errors.QueueError, match="order-1"):
         task.ack()

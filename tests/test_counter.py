@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _raw(coord: coordination.Coordinator, name: str):
-    backend = coord._backend
-    return backend.kv_get(backend.kv_root("counters", name))
+    backend = coord.driver
+    return backend.kv.get(backend.kv.root("counters", name))
 
 
 def test_starts_at_zero_adds_and_sets(connect) -> None:
@@ -119,8 +119,8 @@ def test_concurrent_decrements_from_processes_sell_exactly_the_stock(
 def _lose_reply(coord: coordination.Coordinator, apply: bool, between=None) -> dict[str, int]:
     """Make the next commit of ``coord`` lose its reply: after applying it (``apply``)
     or before it reaches the server; ``between()`` runs after the commit."""
-    backend = coord._backend
-    real = backend.kv_commit
+    backend = coord.driver
+    real = backend.kv.commit
     calls = {"n": 0}
 
     def commit(checks, ops, session=None):
@@ -133,7 +133,7 @@ def _lose_reply(coord: coordination.Coordinator, apply: bool, between=None) -> d
             raise OutcomeUnknown("reply lost (injected)")
         return real(checks, ops, session)
 
-    backend.kv_commit = commit  # type: ignore[method-assign]
+    backend.kv.commit = commit  # type: ignore[method-assign]
     return calls
 
 
@@ -164,13 +164,13 @@ def test_a_lost_reply_is_resolved_despite_later_writes(connect) -> None:
         theirs.add(1)
         theirs_first.set()
 
-    coord._backend.kv_get = _after_first_read(coord, race)  # type: ignore[method-assign]
+    coord.driver.kv.get = _after_first_read(coord, race)  # type: ignore[method-assign]
     assert ours.add(1000) == 110 + HISTORY - 1 + 1 + 1000
     assert theirs_first.is_set() and ours.value == 1110 + HISTORY
 
 
 def _after_first_read(coord: coordination.Coordinator, action):
-    real = coord._backend.kv_get
+    real = coord.driver.kv.get
     done = {"n": 0}
 
     def get(key):
@@ -196,7 +196,7 @@ def test_an_overrun_history_is_resolved_from_etcd_history_or_reported(backend: s
     assert ours.value == 10 + 100 + HISTORY + 1  # applied once: never retried blindly
     if backend == "etcd":  # and another client's write on our version is told apart
         _lose_reply(coord, apply=True, between=lambda: [theirs.add(1) for _ in range(HISTORY + 1)])
-        coord._backend.kv_get = _after_first_read(coord, lambda: theirs.add(1))  # type: ignore[method-assign]
+        coord.driver.kv.get = _after_first_read(coord, lambda: theirs.add(1))  # type: ignore[method-assign]
         assert ours.add(1000) == 10 + 100 + 2 * (HISTORY + 1) + 1 + 1000
         assert ours.value == 1111 + 2 * (HISTORY + 1)
 
@@ -255,17 +255,17 @@ def test_leader_kill_loses_and_doubles_no_update(fault_cluster: LocalCluster) ->
 
 
 def test_next_write_gives_up_when_none_came(coord: coordination.Coordinator, backend: str) -> None:
-    """The history lookup of a lost reply (``kv_next_write``) answers within its own
+    """The history lookup of a lost reply (``kv.next_write``) answers within its own
     timeout when nothing was written after the version asked about (it waited forever)."""
     counter = coord.counter("quiet")
     counter.set(1)
-    backend_ = coord._backend
-    entry = backend_.kv_get(backend_.kv_root("counters", "quiet"))
+    backend_ = coord.driver
+    entry = backend_.kv.get(backend_.kv.root("counters", "quiet"))
     assert entry is not None
     answer: list[object] = []
     asking = threading.Thread(
-        target=lambda: answer.append(backend_.kv_next_write(entry.key, entry.version)), daemon=True)
+        target=lambda: answer.append(backend_.kv.next_write(entry.key, entry.version)), daemon=True)
     asking.start()
     asking.join(timeout=10)
-    assert not asking.is_alive(), "kv_next_write waited for a write that never came"
+    assert not asking.is_alive(), "kv.next_write waited for a write that never came"
     assert answer == [None]

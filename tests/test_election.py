@@ -187,7 +187,7 @@ def test_is_leader_turns_false_as_soon_as_the_session_is_lost(connect) -> None:
     ours, theirs = a.election("lead"), b.election("lead")
     assert ours.campaign(b"ours", timeout=5)
     # Presumed lost locally (e.g. cut off past the deadline): no server round trip needed.
-    session = a._backend.session()
+    session = a.driver.session()
     session.deadline = time.monotonic()
     assert not ours.is_leader
     session.deadline = None

@@ -1,4 +1,4 @@
-"""etcd's directory markers (backends/etcd_dirs.py) against a real cluster: listings
+"""etcd's directory markers (backends/etcd/dirs.py) against a real cluster: listings
 follow key order across buckets and priorities, emptied buckets lose their markers, a
 bucket that is refilled keeps its marker, and leaves without markers are still found."""
 
@@ -22,7 +22,7 @@ def etcd(backend: str, coord: coordination.Coordinator) -> coordination.Coordina
 
 def _markers(coord: coordination.Coordinator, root: str) -> list[str]:
     prefix = f"{root}.dirs/".encode()
-    return [key.decode() for key in coord._backend._range_keys(prefix, prefix[:-1] + b"0", 0)]
+    return [key.decode() for key in coord.driver.kv._range_keys(prefix, prefix[:-1] + b"0", 0)]
 
 
 def test_gets_follow_priority_then_put_order_across_buckets(etcd, monkeypatch) -> None:
@@ -43,44 +43,44 @@ def test_gets_follow_priority_then_put_order_across_buckets(etcd, monkeypatch) -
         got.append((-task.priority, int(task.data)))
         task.ack()
     assert got == sorted(expected)
-    root = etcd._backend.kv_root("queues", "orders")
+    root = etcd.driver.kv.root("queues", "orders")
     assert _markers(etcd, f"{root}/r") == []  # the last, empty listing pruned them all
     assert queue.stats()["pending"] == 0
 
 
 def test_a_bucket_keeps_its_marker_while_it_holds_a_leaf(etcd) -> None:
-    backend = etcd._backend
-    root = backend.kv_root("queues", "raw") + "/r"
+    backend = etcd.driver
+    root = backend.kv.root("queues", "raw") + "/r"
     leaf = f"{root}/100/a/b/leaf"
-    backend.kv_commit([], [Create(leaf, depth=4)])
+    backend.kv.commit([], [Create(leaf, depth=4)])
     assert _markers(etcd, root) == [f"{root}.dirs/1/100", f"{root}.dirs/2/100/a",
                                     f"{root}.dirs/3/100/a/b"]
-    backend._dirs._prune(root, ["100"], 4)  # a stale view: the check keeps the markers
+    backend.kv._dirs._prune(root, ["100"], 4)  # a stale view: the check keeps the markers
     assert len(_markers(etcd, root)) == 3
-    assert backend.kv_leaves(root, 4, 8) == [leaf]
-    backend.kv_commit([], [Delete(leaf)])
-    assert backend.kv_leaves(root, 4, 8) == []
+    assert backend.kv.leaves(root, 4, 8) == [leaf]
+    backend.kv.commit([], [Delete(leaf)])
+    assert backend.kv.leaves(root, 4, 8) == []
     assert _markers(etcd, root) == []
 
 
 def test_leaves_written_without_markers_are_found_and_indexed(etcd) -> None:
-    backend = etcd._backend
-    root = backend.kv_root("queues", "legacy") + "/r"
+    backend = etcd.driver
+    root = backend.kv.root("queues", "legacy") + "/r"
     old = [f"{root}/100/a/b/1", f"{root}/100/a/c/2"]
-    backend.kv_commit([], [Create(key) for key in old])  # no depth: no markers
-    assert backend.kv_leaves(root, 4, 8) == old
+    backend.kv.commit([], [Create(key) for key in old])  # no depth: no markers
+    assert backend.kv.leaves(root, 4, 8) == old
     assert len(_markers(etcd, root)) == 4
-    backend._dirs._heads.clear()
-    assert backend.kv_leaves(root, 4, 8) == old  # now through the markers
+    backend.kv._dirs._heads.clear()
+    assert backend.kv.leaves(root, 4, 8) == old  # now through the markers
 
 
 def test_a_walk_pages_through_many_emptied_buckets(etcd) -> None:
-    backend = etcd._backend
-    root = backend.kv_root("queues", "pages") + "/r"
+    backend = etcd.driver
+    root = backend.kv.root("queues", "pages") + "/r"
     leaves = [f"{root}/100/a/{i:03d}/leaf" for i in range(40)]
     for start in range(0, 40, 10):
-        backend.kv_commit([], [Create(key, depth=4) for key in leaves[start:start + 10]])
-    backend.kv_commit([], [Delete(key) for key in leaves[:39]])
-    assert backend.kv_leaves(root, 4, 8) == leaves[39:]
+        backend.kv.commit([], [Create(key, depth=4) for key in leaves[start:start + 10]])
+    backend.kv.commit([], [Delete(key) for key in leaves[:39]])
+    assert backend.kv.leaves(root, 4, 8) == leaves[39:]
     assert _markers(etcd, root) == [f"{root}.dirs/1/100", f"{root}.dirs/2/100/a",
                                     f"{root}.dirs/3/100/a/039"]

@@ -39,7 +39,7 @@ def _child(coord: coordination.Coordinator, lock: coordination.Lock, task: coord
         if got is not None:
             got.ack()
         results.put(("child counter", coord.counter("n").add(1)))
-        results.put(("child session", coord._backend.session().id))
+        results.put(("child session", coord.driver.session().id))
         coord.close()
         results.put(("done", os.getpid()))
     except BaseException as exc:  # reported to the parent, which fails the test
@@ -56,7 +56,7 @@ def test_forked_child_opens_its_own_session_and_the_parent_keeps_its_own(
     task = q.get(timeout=5)
     assert task is not None
     q.put(b"for the child")
-    parent_session = coord._backend.session().id
+    parent_session = coord.driver.session().id
     results = FORK.Queue()
     child = FORK.Process(target=_child, args=(coord, lock, task, results))
     child.start()
@@ -77,7 +77,7 @@ def test_forked_child_opens_its_own_session_and_the_parent_keeps_its_own(
     assert seen["child counter"] == 1
     assert seen["child session"] != parent_session
     # The parent goes on in its own session: its hold and its claim are intact.
-    assert coord._backend.session().id == parent_session
+    assert coord.driver.session().id == parent_session
     assert lock.held
     lock.ensure_held()
     task.ack()

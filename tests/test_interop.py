@@ -216,7 +216,7 @@ def test_curator_mutex_and_ours_exclude_each_other(backend: str, cluster, coord,
         got: list[bool] = []
         waiter = threading.Thread(target=lambda: got.append(ours.acquire(timeout=30)))
         waiter.start()
-        wait_for(lambda: len(coord._backend.client.get_children(path)) == 2, 10,
+        wait_for(lambda: len(coord.driver.client.get_children(path)) == 2, 10,
                  message="ours queued behind Curator's node")
         assert not got
         holder.stdin.write("\n")  # type: ignore[union-attr]

@@ -88,18 +88,18 @@ def test_waiters_are_served_in_arrival_order_and_one_is_woken(connect, backend) 
     checks = []
     for waiter in waiters:  # count each waiter's reads of the queue and its waits
         counter = {"reads": 0, "waits": 0}
-        impl = waiter._backend
+        impl = waiter.driver
 
-        def reading(me, original=impl.predecessor, counter=counter):
+        def reading(*args, original=impl.blockers, counter=counter):
             counter["reads"] += 1
-            return original(me)
+            return original(*args)
 
-        def waiting(*args, original=impl.wait_any_deleted, counter=counter):
+        def waiting(*args, original=impl.wait_deleted, counter=counter):
             counter["waits"] += 1
             return original(*args)
 
-        impl.predecessor = reading  # type: ignore[method-assign]
-        impl.wait_any_deleted = waiting  # type: ignore[method-assign]
+        impl.blockers = reading  # type: ignore[method-assign]
+        impl.wait_deleted = waiting  # type: ignore[method-assign]
         checks.append(counter)
     order: list[int] = []
     threads = []
@@ -242,8 +242,8 @@ def test_a_waiter_is_not_stuck_when_its_predecessor_leaves_and_comes_back(connec
     holder_coord, waiter_coord = connect(), connect()
     holder, waiter = holder_coord.lock("sku"), waiter_coord.lock("sku")
     holder.acquire()
-    backend_ = waiter_coord._backend
-    watch = backend_._watch_from_now
+    backend_ = waiter_coord.driver
+    watch = backend_.connection.watch_from_now
     requeued = threading.Thread(target=holder.acquire, kwargs={"timeout": 30})
 
     def leave_and_come_back(*args, **kwargs):
@@ -254,7 +254,7 @@ def test_a_waiter_is_not_stuck_when_its_predecessor_leaves_and_comes_back(connec
                      message="the holder queued again")
         return watch(*args, **kwargs)
 
-    backend_._watch_from_now = leave_and_come_back
+    backend_.connection.watch_from_now = leave_and_come_back
     started = time.monotonic()
     assert waiter.acquire(timeout=30)
     assert time.monotonic() - started < TTL / 2, "the waiter waited for a TTL re-check"

@@ -8,8 +8,8 @@ import time
 import pytest
 
 import coordination
-from coordination.backends.base import Contender
-from coordination.backends.zookeeper import CONTENDER_RE, _sequence
+from coordination.backends.contenders import Contender
+from coordination.backends.zookeeper.layout import CONTENDER_RE, sequence
 from coordination.errors import BackendUnavailable
 
 from .helpers import contenders
@@ -17,9 +17,10 @@ from .helpers import contenders
 pytestmark = pytest.mark.integration
 
 
-def test_a_create_whose_reply_was_lost_is_found_not_repeated(coord: coordination.Coordinator) -> None:
+def test_a_create_whose_reply_was_lost_is_found_not_repeated(
+        coord: coordination.Coordinator, monkeypatch: pytest.MonkeyPatch) -> None:
     """The write reaches the server but its reply is lost: the retry must find it."""
-    backend = coord._backend
+    backend = coord.driver
     lost_once = {"done": False}
     if coord.backend == "zookeeper":
         from kazoo.exceptions import ConnectionLoss
@@ -46,16 +47,18 @@ def test_a_create_whose_reply_was_lost_is_found_not_repeated(coord: coordination
     else:
         from pyetcd.exceptions import ConnectionFailedError
 
-        real = backend._rpc  # type: ignore[attr-defined]
+        from coordination.backends.etcd import compat
 
-        def txn_then_lose_reply(stub, method, request, timeout=None):
-            result = real(stub, method, request, timeout)
+        real = compat.unary
+
+        def txn_then_lose_reply(client, stub, method, request, timeout=None):
+            result = real(client, stub, method, request, timeout)
             if method == "Txn" and not lost_once["done"]:
                 lost_once["done"] = True
                 raise ConnectionFailedError()
             return result
 
-        backend._rpc = txn_then_lose_reply  # type: ignore[attr-defined]
+        monkeypatch.setattr(compat, "unary", txn_then_lose_reply)
     lock = coord.lock("sku")
     assert lock.acquire(timeout=5)
     assert lost_once["done"]
@@ -73,7 +76,7 @@ def test_a_failed_acquire_whose_create_applied_leaves_no_entry(connect, backend:
     from kazoo.exceptions import ConnectionLoss
 
     coord = connect(request_timeout=1)
-    backend_ = coord._backend
+    backend_ = coord.driver
     client = backend_.client  # type: ignore[attr-defined]
     real_create, real_find = client.create_async, backend_._find_own  # type: ignore[attr-defined]
 
@@ -114,11 +117,11 @@ def test_zookeeper_never_adopts_a_node_of_another_session(connect, backend: str)
     ours, theirs = connect(), connect()
     path = ours.lock("sku").path
     prefix = "0123456789abcdef0123456789abcdef__lock__"
-    theirs._backend.client.create(  # type: ignore[attr-defined]
+    theirs.driver.client.create(  # type: ignore[attr-defined]
         f"{path}/{prefix}", b"", ephemeral=True, sequence=True, makepath=True
     )
-    session = ours._backend.session()
-    assert ours._backend._find_own(path, prefix, session) is None  # type: ignore[attr-defined]
+    session = ours.driver.session()
+    assert ours.driver._find_own(path, prefix, session) is None  # type: ignore[attr-defined]
 
 
 def test_a_stale_retried_release_never_deletes_a_newer_entry(coord: coordination.Coordinator) -> None:
@@ -127,12 +130,12 @@ def test_a_stale_retried_release_never_deletes_a_newer_entry(coord: coordination
     old: Contender = lock._entry  # type: ignore[assignment]
     lock.release()
     assert lock.acquire()  # etcd: same lease, same key, newer create revision
-    coord._backend._delete_entry(old)  # the old release, retried late
+    coord.driver._delete_entry(old)  # the old release, retried late
     assert lock.held and len(contenders(coord, lock)) == 1
     lock.release()
 
 
 def test_sequence_numbers_compare_as_integers() -> None:
     names = ["a__lock__0000000010", "b__lock__0000000009", "c-lock-0000000100", "d__lock__-2147483648"]
-    assert sorted(names, key=_sequence) == [names[3], names[1], names[0], names[2]]
+    assert sorted(names, key=sequence) == [names[3], names[1], names[0], names[2]]
     assert CONTENDER_RE.search("not-a-contender") is None

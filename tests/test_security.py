@@ -26,10 +26,6 @@ from .conftest import AUTH_TOKEN_TTL
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="session")
-def coordination_security() -> str:
-    """Every test here runs on the shared secured cluster (and its namespaces)."""
-    return "secured"
 
 
 def _namespace() -> str:
@@ -146,7 +142,7 @@ def test_no_secret_in_reprs_logs_errors_or_files(cluster: LocalCluster, tmp_path
     seen: list[str] = [repr(cluster)]
     with _quick(cluster, **settings) as coord:
         seen += [repr(coord), repr(coord.config), str(coord.config), coord.config.url,
-                 repr(coord._backend.describe())]
+                 repr(coord.driver.describe())]
         lock = coord.lock("l")
         with lock:
             seen.append(repr(lock))
@@ -157,7 +153,7 @@ def test_no_secret_in_reprs_logs_errors_or_files(cluster: LocalCluster, tmp_path
     for attempt in tries:
         try:
             with _quick(cluster, **attempt) as coord:
-                seen += [repr(coord), repr(coord.config), repr(coord._backend.describe())]
+                seen += [repr(coord), repr(coord.config), repr(coord.driver.describe())]
         except errors.CoordinationError as exc:
             seen.append(f"{exc!r} {exc}")
     config = cluster.write_config(tmp_path / "coordination.toml")
@@ -191,7 +187,7 @@ def test_zookeeper_sasl(cluster: LocalCluster) -> None:
         assert task is not None and task.data == b"order 1"
         task.ack()
         assert ours.counter("stock").add(5) == 5 and theirs.counter("stock").add(-1) == 4
-        acls, _stat = ours._backend.client.get_acls(f"/{namespace}")
+        acls, _stat = ours.driver.client.get_acls(f"/{namespace}")
         assert ("sasl", "app") in {(acl.id.scheme, acl.id.id) for acl in acls}
         with pytest.raises(errors.PermissionDenied):
             _quick(cluster, namespace=namespace, **cluster.client_settings("other", "sasl"))

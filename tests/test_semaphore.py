@@ -99,13 +99,13 @@ def test_holders_behind_holders_get_in_from_the_enqueue_reply(connect, backend) 
     clients = [connect() for _ in range(3)]
     reads = []
     for client in clients:
-        original = client._backend._preceding
+        original = client.driver.blockers
 
         def counting(*args, original=original):
             reads.append(args)
             return original(*args)
 
-        client._backend._preceding = counting  # type: ignore[method-assign]
+        client.driver.blockers = counting  # type: ignore[method-assign]
     permits = [client.semaphore("reply", permits=3).acquire(timeout=5) for client in clients]
     assert reads == []
     for permit in permits:

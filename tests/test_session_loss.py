@@ -13,7 +13,7 @@ from kazoo.client import KazooClient
 
 import coordination
 from coordination import errors
-from coordination.backends.zookeeper_security import client_options
+from coordination.backends.zookeeper.security import client_options
 from coordination.lab.proxy import ProxiedCluster
 from coordination.session import SessionState
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 def expire_session(coord: coordination.Coordinator) -> None:
     """End ``coord``'s current session on the server side."""
-    backend = coord._backend
+    backend = coord.driver
     session = backend.session()
     if coord.backend == "zookeeper":
         session_id, password = backend.client.client_id  # type: ignore[attr-defined]
@@ -35,7 +35,7 @@ def expire_session(coord: coordination.Coordinator) -> None:
         twin.stop()  # closing the twin closes the shared session on the server
         twin.close()
     else:
-        backend._client.revoke_lease(session.id)  # type: ignore[attr-defined]
+        backend.connection.client.revoke_lease(session.id)  # type: ignore[attr-defined]
 
 
 def test_lost_session_is_noticed_and_lock_passes_on(connect, caplog) -> None:
@@ -79,7 +79,7 @@ def test_waiter_whose_session_is_lost_does_not_hold_a_dead_entry(connect) -> Non
     thread = threading.Thread(target=lambda: result.append(mine.acquire(timeout=20)))
     thread.start()
     wait_for(lambda: len(contenders(holder, lock)) == 2, 10, message="waiter enqueued")
-    old = waiter._backend.session()
+    old = waiter.driver.session()
     expire_session(waiter)
     wait_for(lambda: not old.alive, TTL * 2, message="waiter noticed its loss")
     lock.release()
@@ -98,14 +98,14 @@ def test_the_session_ttl_is_the_one_the_server_granted(connect, backend: str) ->
     """A TTL below the server's minimum is raised by the server; loss timers must use
     the raised one (ZooKeeper here: 2 ticks of 500 ms)."""
     coord = connect(session_ttl=0.5)
-    ttl = coord._backend.session().ttl
+    ttl = coord.driver.session().ttl
     if backend == "zookeeper":
         assert ttl == 1.0
     else:
         assert ttl >= 1.0
     # What observers and queue waits size themselves by, read without opening a session
     # (they used the TTL asked for, or waited for a session just to size a wait).
-    assert coord._backend.session_ttl == ttl
+    assert coord.driver.session_ttl == ttl
 
 
 def test_a_release_right_after_a_server_side_expiry_reports_the_loss(connect) -> None:
@@ -132,10 +132,10 @@ def test_a_reconnect_after_the_local_deadline_still_ends_the_session(cluster, ba
     holder = coordination.connect(f"{proxied.url}/{namespace}?session_ttl={TTL}")
     other = coordination.connect(f"{cluster.url}/{namespace}?session_ttl={TTL}")
     try:
-        holder._backend._start_loss_timer = lambda *_args: None  # type: ignore[attr-defined]
+        holder.driver.connection._start_loss_timer = lambda *_args: None  # type: ignore[attr-defined]
         lock = holder.lock("sku")
         assert lock.acquire()
-        session = holder._backend.session()
+        session = holder.driver.session()
         proxied.set_mode("reset")  # SUSPENDED at once; the server keeps the session
         wait_for(lambda: not lock.held, TTL, message="the holder's local deadline")
         proxied.heal()  # kazoo reconnects within the server's timeout, same session

@@ -54,7 +54,7 @@ class Present:
 @dataclasses.dataclass(frozen=True)
 class Create:
     """Op: create ``key`` (which must not exist); ``ephemeral`` ties it to the session.
-    ``depth`` > 1: the key is a leaf that ``kv_leaves(root, depth)`` lists, ``root``
+    ``depth`` > 1: the key is a leaf that ``KeyValue.leaves(root, depth)`` lists, ``root``
     being the key without its last ``depth`` parts (etcd indexes its directories)."""
 
     key: str

@@ -8,8 +8,8 @@ Installed with the package (a ``pytest11`` entry point), so a project that depen
   both, or the ``coordination_backends`` ini setting).
 - ``coordination_cluster``: a healthy 3-node :class:`LocalCluster` of that backend, one
   per test session (``coordination_nodes`` ini setting for another size), shared by the
-  tests, which must not break it. With ``coordination_security`` parametrized to
-  ``"secured"`` it is a secured one (TLS, client certificates, users).
+  tests, which must not break it. With ``coordination_security`` parametrized
+  (indirectly) to ``"secured"`` it is a secured one (TLS, client certificates, users).
 - ``coordination_url``: the cluster's URL with a namespace of its own for this test.
 - ``coordination_connect``: ``connect(**overrides)`` opens a coordinator on that
   namespace; every coordinator it opened is closed after the test.
@@ -69,9 +69,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 @pytest.fixture(scope="session")
-def coordination_security() -> str:
-    """``"plain"``; parametrize it to ``"secured"`` for a secured cluster."""
-    return "plain"
+def coordination_security(request: pytest.FixtureRequest) -> str:
+    """``"plain"``, or ``"secured"`` where a test parametrizes it so, indirectly:
+    ``@pytest.mark.parametrize("coordination_security", ["secured"], indirect=True)``
+    (then the cluster fixture changes with it)."""
+    return str(getattr(request, "param", "plain"))
 
 
 @pytest.fixture(scope="session")

@@ -295,7 +295,7 @@ def _orphans(cluster: LocalCluster, namespace: str, ttl: float,
     """After the workers are gone, no contender of theirs may stay (within one TTL)."""
     with coordination.connect(namespace_url(cluster, namespace)) as coord:
         where = path(coord)
-        backend = coord._backend
+        backend = coord.driver
 
         def entries() -> list[str]:
             return [entry.key for entry in backend.contenders(where)]

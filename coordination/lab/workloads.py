@@ -26,6 +26,7 @@ from typing import Any, TextIO, TypeVar
 
 import coordination
 from coordination.errors import CoordinationError, LockLost, LockTimeout, UncertainOutcome
+from coordination.recipes.election import Election
 from coordination.recipes.lock import Lock
 
 from .resource import Inventory
@@ -69,28 +70,34 @@ def _connect(url: str, record: Recorder) -> coordination.Coordinator:
 
 
 class _Hold:
-    """One hold of a lock-like recipe, as the hold loop sees it."""
+    """One hold of a lock-like recipe, as the hold loop sees it: ``lock`` (a lock, or an
+    election with its ``release`` and ``held``), its token and session."""
 
-    def __init__(self, lock: Lock, release: Callable[[], str] | None = None,
+    def __init__(self, lock: Lock | Election, release: Callable[[], str] | None = None,
                  held: Callable[[], bool] | None = None) -> None:
         self.lock = lock
         self.token = lock.token
-        self._release = release
-        self._held = held
+        if isinstance(lock, Lock):
+            release, held = release or (lambda: _release(lock)), held or (lambda: lock.held)
+        if release is None or held is None:
+            raise TypeError("an election's hold needs its release and held")
+        self._release, self._held = release, held
 
     @property
     def held(self) -> bool:
-        return self._held() if self._held else self.lock.held
+        return self._held()
 
     def release(self) -> str:
         """``ok``, or ``lost`` if the hold had ended with its session before."""
-        if self._release:
-            return self._release()
-        try:
-            self.lock.release()
-        except LockLost:
-            return "lost"
-        return "ok"
+        return self._release()
+
+
+def _release(lock: Lock) -> str:
+    try:
+        lock.release()
+    except LockLost:
+        return "lost"
+    return "ok"
 
 
 def _hold_loop(record: Recorder, coord: coordination.Coordinator,
@@ -99,7 +106,7 @@ def _hold_loop(record: Recorder, coord: coordination.Coordinator,
                after: Callable[[_Hold, dict[str, Any]], None] | None = None) -> None:
     """Take, record ``acquire`` and ``cs`` (with the session, for the faults that aim at
     a holder), work for ``hold`` seconds, run ``after``, release, record ``release``."""
-    backend = coord._backend
+    backend = coord.driver
     while not record.stopping:
         t0 = time.monotonic()
         try:
@@ -116,8 +123,8 @@ def _hold_loop(record: Recorder, coord: coordination.Coordinator,
         if taken is None:
             continue
         state = work(taken) if work else {}
-        entry = taken.lock._entry
-        session: dict[str, Any] = {"session": entry.session.id if entry else None}
+        held_in = taken.lock.session
+        session: dict[str, Any] = {"session": held_in.id if held_in else None}
         if coord.backend == "zookeeper" and backend.client.client_id:  # type: ignore[attr-defined]
             session["password"] = backend.client.client_id[1].hex()  # type: ignore[attr-defined]
         held = taken.held and state.pop("readable", True)
@@ -186,7 +193,7 @@ def run_elect(args: argparse.Namespace) -> None:
     def take() -> _Hold | None:
         if not election.campaign(f"worker-{record.pid}", timeout=args.timeout):
             return None
-        return _Hold(election._candidacy, resign, lambda: election.is_leader)  # type: ignore[arg-type]
+        return _Hold(election, resign, lambda: election.is_leader)
 
     try:
         _hold_loop(record, coord, take, args.hold)

@@ -74,7 +74,7 @@ class Counter:
     def __init__(self, backend: Backend, name: str) -> None:
         self.name = validate_name(name, "counter name")
         self._backend = backend
-        self._key = backend.kv_root("counters", name)
+        self._key = backend.kv.root("counters", name)
 
     def __repr__(self) -> str:
         return f"<Counter {self.name!r}>"
@@ -82,8 +82,8 @@ class Counter:
     @property
     def value(self) -> int:
         """The current value (a linearizable read)."""
-        self._backend.kv_sync(self._key)
-        return _parse(self._backend.kv_get(self._key), self.name)[0]
+        self._backend.kv.sync(self._key)
+        return _parse(self._backend.kv.get(self._key), self.name)[0]
 
     def add(self, delta: int, min: int | None = None, max: int | None = None) -> int:
         """Add ``delta`` atomically; the new value. Raises ``BoundExceeded`` (nothing
@@ -107,12 +107,12 @@ class Counter:
         conflicts = 0
         synced = False
         while True:
-            entry = self._backend.kv_get(self._key)
+            entry = self._backend.kv.get(self._key)
             current, history = _parse(entry, self.name)
             new = compute(current)
             if (low is not None and new < low) or (high is not None and new > high):
                 # Never refuse on a stale read: confirm against the latest state first.
-                if not synced and self._backend.kv_sync(self._key):
+                if not synced and self._backend.kv.sync(self._key):
                     synced = True
                     continue
                 raise BoundExceeded(
@@ -127,7 +127,7 @@ class Counter:
             else:
                 checks, ops = [Version(self._key, entry.version)], [Update(self._key, value)]
             try:
-                if self._backend.kv_commit(checks, ops) is not None:
+                if self._backend.kv.commit(checks, ops) is not None:
                     return new
             except OutcomeUnknown:
                 if self._applied(base, marker):
@@ -140,7 +140,7 @@ class Counter:
     def _applied(self, base: str, marker: str) -> bool:
         """After a lost reply: did our write (based on ``base``) apply?"""
         try:
-            entry = self._backend.kv_get(self._key)
+            entry = self._backend.kv.get(self._key)
         except BackendUnavailable as exc:
             raise UncertainOutcome(
                 f"counter {self.name!r}: the update may have applied ({exc})") from None
@@ -155,7 +155,7 @@ class Counter:
                 if mark_base == base:  # the one write that succeeded on our base
                     return mark_id == marker
             if base != _CREATED:  # etcd: the write that followed our base, from history
-                following = self._backend.kv_next_write(self._key, int(base))
+                following = self._backend.kv.next_write(self._key, int(base))
                 if following is not None:
                     history = _parse(Entry(self._key, following, 0, 0), self.name)[1]
                     return bool(history) and history[0] == f"{base}.{marker}"

@@ -17,7 +17,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from ..backends.base import Backend, Head
+from ..backends.base import Backend
+from ..backends.contenders import Head
 from ..errors import (
     AlreadyHeld,
     ClientClosed,
@@ -28,6 +29,7 @@ from ..errors import (
 )
 from ..names import validate_name, validate_raw_path
 from ..payload import encode_payload
+from ..session import Session
 from .lock import Lock, check_timeout
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,12 @@ class Election:
         """The fencing token of our current (or last) leadership: it grows with every
         new leadership of the election, whichever candidate holds it."""
         return self._token
+
+    @property
+    def session(self) -> Session | None:
+        """The session generation of our candidacy (None if not campaigning)."""
+        candidacy = self._candidacy
+        return None if candidacy is None else candidacy.session
 
     def campaign(self, value: bytes | str, timeout: float | None = None) -> bool:
         """Stand as a candidate with ``value`` and wait until we lead (True) or

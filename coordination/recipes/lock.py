@@ -8,7 +8,7 @@ The algorithm, over the backend's ordered contender queue:
 3. else watch only those entries, wait for one of them to go, and go to 2.
 
 For this mutex the rule (``MUTEX``) is "the entry just before ours". Read-write locks
-and semaphores are this same loop with another rule (see ``backends.base.Rule``):
+and semaphores are this same loop with another rule (see ``backends.contenders.Rule``):
 subclasses set ``_recipe`` (server path), ``_kind`` (entry kind) and ``_rule()``.
 
 Waiters are served in arrival order and a release wakes one waiter. A failed,
@@ -28,7 +28,8 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-from ..backends.base import MUTEX, Backend, Blocker, Contender, Rule
+from ..backends.base import Backend
+from ..backends.contenders import MUTEX, Contender, Rule
 from ..errors import (
     AlreadyHeld,
     InvalidArgument,
@@ -38,7 +39,7 @@ from ..errors import (
     SessionLost,
 )
 from ..names import validate_name, validate_raw_path
-from ..session import SessionState
+from ..session import Session, SessionState
 
 log = logging.getLogger(__name__)
 
@@ -80,18 +81,17 @@ class Lock:
         *,
         raw_prefix: bool = False,
         identifier: str | bytes = b"",
-        node_style: str = "kazoo",
+        node_style: str | None = None,
         reentrant: bool = False,
     ) -> None:
         if raw_prefix:
             self._path = backend.raw_path(validate_raw_path(name))
         else:
             self._path = backend.recipe_path(self._recipe, validate_name(name, f"{self._what} name"))
-        if node_style not in ("kazoo", "curator"):
-            raise InvalidArgument("node_style must be 'kazoo' or 'curator'")
-        if node_style != "kazoo" and node_style not in backend.node_styles:
-            raise InvalidArgument(f"node_style {node_style!r} names ZooKeeper nodes; the "
-                                  f"{backend.name} backend has one naming of its lock entries")
+        if node_style is not None and node_style not in backend.node_styles:
+            raise InvalidArgument(
+                f"node_style {node_style!r}: the {backend.name} backend names its lock "
+                f"entries {' or '.join(map(repr, backend.node_styles)) or 'one way only'}")
         if not isinstance(reentrant, bool):
             raise InvalidArgument(f"reentrant must be a bool, got {reentrant!r}")
         self.name = name
@@ -103,7 +103,6 @@ class Lock:
         self._token: int | None = None
         self._state_guard = threading.Lock()
         self._callbacks: list[LostCallback] = []
-        self._gate: threading.Lock | None = None
         self._listener: Callable[[SessionState], None] | None = None
         self._reentrant = reentrant
         self._local = threading.Lock()  # reentrant: held by the owner thread
@@ -135,6 +134,13 @@ class Lock:
     def token(self) -> int | None:
         """The fencing token of the current (or most recent) hold."""
         return self._token
+
+    @property
+    def session(self) -> Session | None:
+        """The session generation of the current hold (None if not held): the hold
+        ends with it."""
+        entry = self._entry
+        return None if entry is None else entry.session
 
     def ensure_held(self) -> None:
         """Raise ``LockLost`` (or ``NotHeld`` if never acquired) unless held now."""
@@ -186,23 +192,14 @@ class Lock:
         with self._state_guard:
             if self._entry is not None and self._entry.session.alive:
                 raise AlreadyHeld(f"{self._what} {self.name!r} is already held by this object")
-        self._forget()  # a hold lost earlier and never released
+        lost = self._forget()  # a hold lost earlier and never released
+        if lost is not None:
+            self._backend.withdraw(lost)
         deadline = None if timeout is None else time.monotonic() + timeout
-        shared = self._backend.shares_entry(self._kind)
-        gate = self._backend.gate(self._path) if shared else None
-        if gate is not None and not gate.acquire(timeout=-1 if timeout is None else timeout):
-            return False
-        try:
-            entry = self._contend(deadline)
-        except BaseException:
-            if gate is not None:
-                gate.release()
-            raise
+        entry = self._contend(deadline)
         if entry is None:
-            if gate is not None:
-                gate.release()
             return False
-        self._hold(entry, gate)
+        self._hold(entry)
         return True
 
     def _contend(self, deadline: float | None) -> Contender | None:
@@ -212,21 +209,27 @@ class Lock:
         while True:
             entry = None
             try:
-                entry, blockers = self._enqueue(rule)  # known from the same reply, or None
+                enqueued = self._backend.enqueue(self._path, self._data, self._kind, rule,
+                                                 style=self._style, timeout=_left(deadline))
+                if enqueued is None:
+                    return None  # the time ran out before our entry was made
+                entry, blockers = enqueued  # blockers known from the same reply, or None
                 while True:
                     if blockers is None:
                         blockers = self._backend.blockers(entry, rule)
                     if not blockers:
                         break
-                    remaining = None if deadline is None else deadline - time.monotonic()
+                    remaining = _left(deadline)
                     if remaining is not None and remaining <= 0:
                         self._backend.withdraw(entry)
                         return None
-                    self._backend.wait_any_deleted(blockers, entry, remaining)
+                    self._backend.wait_deleted(blockers, entry, remaining)
                     blockers = None
                 entry.session.check()
                 return entry
             except SessionLost:
+                if entry is not None:
+                    self._backend.withdraw(entry)
                 if deadline is not None and time.monotonic() >= deadline:
                     return None
             except BaseException:
@@ -234,14 +237,7 @@ class Lock:
                     self._backend.withdraw(entry)
                 raise
 
-    def _enqueue(self, rule: Rule) -> tuple[Contender, list[Blocker] | None]:
-        if self._style == "kazoo":
-            return self._backend.enqueue(self._path, self._data, self._kind, rule)
-        return self._backend.enqueue(self._path, self._data, self._kind, rule,  # type: ignore[call-arg]
-                                     style=self._style)
-
-    def _hold(self, entry: Contender, gate: threading.Lock | None) -> None:
-        self._gate = gate
+    def _hold(self, entry: Contender) -> None:
         self._entry = entry
         self._token = entry.token
 
@@ -276,31 +272,25 @@ class Lock:
             self._local.release()
 
     def _release(self) -> None:
-        entry = self._entry
+        entry = self._forget()
         if entry is None:
             raise NotHeld(f"lock {self.name!r} is not held")
-        try:
-            if not entry.session.alive:
-                raise LockLost(f"lock {self.name!r} was lost with its session before release")
-            # Before the local gate opens: on etcd the next local holder reuses our key.
-            removed = self._backend.withdraw(entry)
-            # Our entry already gone means the server ended our session before we knew
-            # (others may have held the lock since); so does a session lost meanwhile.
-            if removed is False or not entry.session.alive:
-                raise LockLost(f"lock {self.name!r} was lost with its session before release")
-        finally:
-            self._forget()
+        alive = entry.session.alive
+        # Always: it also ends the entry's local turn. On etcd the next local holder
+        # reuses our key, so this comes before anything else may acquire.
+        removed = self._backend.withdraw(entry)
+        # Our entry already gone means the server ended our session before we knew
+        # (others may have held the lock since); so does a session lost meanwhile.
+        if not alive or removed is False or not entry.session.alive:
+            raise LockLost(f"lock {self.name!r} was lost with its session before release")
 
     def _forget(self) -> Contender | None:
-        """Drop the local state of the current hold; return its entry."""
+        """Drop the local state of the current hold; return its entry (to withdraw)."""
         with self._state_guard:
             entry, self._entry = self._entry, None
             listener, self._listener = self._listener, None
-            gate, self._gate = self._gate, None
         if entry is not None and listener is not None:
             entry.session.remove_listener(listener)
-        if gate is not None:
-            gate.release()
         return entry
 
     # --- context manager ---------------------------------------------------------------
@@ -319,3 +309,7 @@ class Lock:
         else:
             with contextlib.suppress(LockLost, NotHeld):
                 self.release()
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -14,7 +14,8 @@ queue; a writer's token is larger than that of every earlier holder.
 
 from __future__ import annotations
 
-from ..backends.base import Backend, Rule
+from ..backends.base import Backend
+from ..backends.contenders import Rule
 from ..names import validate_name, validate_raw_path
 from .lock import Lock, check_timeout
 

@@ -12,7 +12,8 @@ Every client of a name must use the same ``permits``: the first one stores it
 
 from __future__ import annotations
 
-from ..backends.base import Backend, Rule
+from ..backends.base import Backend
+from ..backends.contenders import Rule
 from ..backends.kv import Absent, Create, OutcomeUnknown, Update, Version
 from ..errors import CoordinationError, InvalidArgument, LockTimeout, PermitsMismatch
 from ..names import validate_name
@@ -63,10 +64,10 @@ class Semaphore:
 
     def _agree(self) -> None:
         """Store our ``permits`` if the name is new; else check it is the stored one."""
-        key = self._backend.kv_root("semaphores", self.name)
+        key = self._backend.kv.root("semaphores", self.name)
         mine = str(self.permits).encode()
         while True:
-            entry = self._backend.kv_get(key)
+            entry = self._backend.kv.get(key)
             if entry is not None and entry.value:
                 try:
                     stored = int(entry.value)
@@ -80,9 +81,9 @@ class Semaphore:
             # New name (ZooKeeper: or an empty parent node made by a contender).
             try:
                 if entry is None:
-                    self._backend.kv_commit([Absent(key)], [Create(key, mine)])
+                    self._backend.kv.commit([Absent(key)], [Create(key, mine)])
                 else:
-                    self._backend.kv_commit([Version(key, entry.version)], [Update(key, mine)])
+                    self._backend.kv.commit([Version(key, entry.version)], [Update(key, mine)])
             except OutcomeUnknown:
                 pass  # read back and check, like a lost race
 

@@ -23,8 +23,6 @@ RECORDS, READY, DELAYED, IN_FLIGHT, CLAIMS, DEAD, DONE, KEY_FIFOS, KEY_COUNTS, B
 #: The children of a queue's root.
 PARTS = frozenset({RECORDS, READY, DELAYED, IN_FLIGHT, CLAIMS, DEAD, DONE, KEY_FIFOS,
                    KEY_COUNTS, BELL})
-#: Children that a queue's root holds as soon as anything was put: they mark it as one.
-MARKERS = frozenset({RECORDS, BELL})
 READY_DEPTH, DELAYED_DEPTH, DONE_DEPTH = 4, 3, 2
 _DEPTHS = {READY: READY_DEPTH, DELAYED: DELAYED_DEPTH, DONE: DONE_DEPTH}
 

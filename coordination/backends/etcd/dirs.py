@@ -2,7 +2,7 @@
 
 etcd 3.4 serves a ranged read by visiting every key in the range, even with a limit: the
 first ready task of a queue holding a million would cost a million-key visit. The queue
-lists its indexes with ``kv_leaves(root, depth, limit)`` over keys
+lists its indexes with ``kv.leaves(root, depth, limit)`` over keys
 ``ROOT/D1/.../D(depth-1)/LEAF`` whose directories are time buckets; ZooKeeper has real
 directories, etcd gets these markers::
 
@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pyetcd import etcdrpc
 from pyetcd.utils import prefix_range_end
 
-from .kv import Create, Op
+from ..kv import Create, Op
 
 #: Markers read per request while walking one directory level.
 _PAGE = 16
@@ -82,7 +82,7 @@ def marker_ops(ops: Sequence[Op]) -> list[etcdrpc.RequestOp]:
 
 
 class Directories:
-    """Listings of ``kv_leaves`` over marked directories (see the module doc)."""
+    """Listings of ``kv.leaves`` over marked directories (see the module doc)."""
 
     def __init__(self, range_keys: RangeKeys, txn: Txn) -> None:
         self._range_keys = range_keys

@@ -2,7 +2,7 @@
 
 etcd's simple tokens expire after ``--auth-token-ttl`` of idleness (JWT tokens at a fixed
 time); every call then fails with ``invalid auth token`` while the lease keepalive goes
-on, so a client would hold locks it can no longer release. The backend's ``_call``
+on, so a client would hold locks it can no longer release. The connection's ``call``
 turns that error into :class:`TokenExpired`, calls :func:`authenticate` again and
 retries. With client-certificate auth (``--client-cert-auth``) and no username, the
 certificate's CN is the user and there is no token.
@@ -17,9 +17,10 @@ import grpc
 import pyetcd
 from pyetcd import etcdrpc
 
-from ..config import Config
-from ..errors import AuthenticationFailed
-from . import tls
+from ...config import Config
+from ...errors import AuthenticationFailed
+from .. import tls
+from . import compat
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def authenticate(client: Any, config: Config) -> None:
     other gRPC errors are raised for the caller to retry or translate."""
     request = etcdrpc.AuthenticateRequest(name=config.username, password=config.password)
     try:
-        reply = client.authstub.Authenticate(request, client.timeout)
+        reply = compat.authenticate(client, request)
     except grpc.RpcError as exc:
         details = exc.details() or ""
         if "authentication failed" in details or "invalid user" in details:
@@ -72,9 +73,7 @@ def authenticate(client: Any, config: Config) -> None:
             log.warning("etcd has authentication disabled: connecting without a token")
             return
         raise
-    client.metadata = (("token", reply.token),)
-    client.call_credentials = None  # the token goes as metadata, with or without TLS
-    client._clear_old_stubs()
+    compat.use_token(client, reply.token)
 
 
 def describe(args: tuple[Any, ...]) -> str:

@@ -29,6 +29,7 @@ from kazoo.exceptions import (
     SessionClosedRequireSaslError,
 )
 from kazoo.handlers.threading import SequentialThreadingHandler
+from kazoo.protocol.serialization import Auth
 from kazoo.security import (
     CREATOR_ALL_ACL,
     OPEN_ACL_UNSAFE,
@@ -36,8 +37,9 @@ from kazoo.security import (
     make_digest_acl_credential,
 )
 
-from ..config import Config
-from ..errors import AuthenticationFailed, ConfigError, PermissionDenied
+from ...config import Config
+from ...errors import AuthenticationFailed, ConfigError, PermissionDenied
+from . import compat
 
 _ACLS = {"private": CREATOR_ALL_ACL, "public-read": CREATOR_ALL_ACL + READ_ACL_UNSAFE,
          "open": OPEN_ACL_UNSAFE}
@@ -61,9 +63,8 @@ class _HideAuth(logging.Filter):
     (``user:password``) included: show those without the credentials."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(type(a).__name__ == "Auth" for a in record.args):
-            record.args = tuple("Auth(<hidden>)" if type(a).__name__ == "Auth" else a
-                                for a in record.args)
+        if isinstance(record.args, tuple) and any(isinstance(a, Auth) for a in record.args):
+            record.args = tuple("Auth(<hidden>)" if isinstance(a, Auth) else a for a in record.args)
         return True
 
 
@@ -110,19 +111,14 @@ def _end_refused_sasl(client: Any) -> None:
     """Make a refused SASL exchange end the connection attempts as a wrong password
     does. Where SASL is required, kazoo's connection thread dies of the server's
     "session closed, SASL required" answer instead, and requests then fail as a lost
-    connection. Without that kazoo step (another kazoo) nothing changes."""
-    connection: Any = getattr(client, "_connection", None)
-    authenticate = getattr(connection, "_authenticate_with_sasl", None)
-    if authenticate is None:  # pragma: no cover - another kazoo
-        return
+    connection."""
 
-    def authenticate_or_fail(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return authenticate(*args, **kwargs)
-        except SessionClosedRequireSaslError as exc:
-            raise AuthFailedError("SASL authentication refused") from exc
+    def refused(exc: Exception) -> Exception | None:
+        if isinstance(exc, SessionClosedRequireSaslError):
+            return AuthFailedError("SASL authentication refused")
+        return None
 
-    connection._authenticate_with_sasl = authenticate_or_fail
+    compat.on_sasl_exchange(client, refused)
 
 
 def check_identity(client: Any, config: Config) -> None:

@@ -1,0 +1,150 @@
+"""The transactional key-value store (``backend.kv``) on etcd: one Txn per commit; deep
+indexes are listed through directory markers (``dirs.py``)."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Sequence
+from urllib.parse import quote
+
+from pyetcd import etcdrpc
+from pyetcd import events as etcd_events
+from pyetcd.utils import prefix_range_end
+
+from ...errors import BackendUnavailable, CoordinationError, InvalidArgument
+from ...session import Session
+from ..kv import Absent, Check, Create, Delete, Entry, KeyValue, Op, OutcomeUnknown, Present
+from .connection import RPC_TIMEOUT, Compacted, Connection
+from .dirs import Directories, marker_ops
+
+#: Reads at one revision retried after a compaction removed it, before giving up.
+_COMPACTED_RETRIES = 5
+
+
+def created(key: bytes, revision: int) -> etcdrpc.Compare:
+    """Compare: ``key`` has this create revision (0: it does not exist)."""
+    return etcdrpc.Compare(key=key, target=etcdrpc.Compare.CREATE,
+                           result=etcdrpc.Compare.EQUAL, create_revision=revision)
+
+
+class EtcdKV(KeyValue):
+    def __init__(self, connection: Connection, recipe_root: str) -> None:
+        self._conn = connection
+        self._recipe_root = recipe_root  # /NAMESPACE
+        self._dirs = Directories(self._range_keys, self._index_txn)
+
+    def root(self, kind: str, name: str) -> str:
+        """Names are percent-encoded: the prefix of ``a`` holds no key of ``ab``, ``a/b``."""
+        return f"{self._recipe_root}/{kind}/{quote(name, safe='')}"
+
+    def get(self, key: str) -> Entry | None:
+        reply = self._conn.range(None, etcdrpc.RangeRequest(key=key.encode()))
+        if not reply.kvs:
+            return None
+        kv = reply.kvs[0]
+        return Entry(key, kv.value, kv.mod_revision, kv.mod_revision, kv.lease)
+
+    def commit(self, checks: Sequence[Check], ops: Sequence[Op],
+               session: Session | None = None) -> int | None:
+        request = etcdrpc.TxnRequest(compare=[_compare(check) for check in checks],
+                                     success=[_request(op, session) for op in ops] + marker_ops(ops))
+        try:  # once: a Txn sent again could apply twice
+            reply = self._conn.txn(session, request, timeout=0)
+        except BackendUnavailable as exc:
+            # The Txn may have been applied before the connection broke.
+            raise OutcomeUnknown(str(exc)) from None
+        return reply.header.revision if reply.succeeded else None
+
+    def next_write(self, key: str, version: int) -> bytes | None:
+        # The watch replays the key's history from the revision after ``version``; a
+        # write that came is there at once, so RPC_TIMEOUT without one means none came.
+        watch = functools.partial(self._conn.client.watch_once_response, key.encode(),
+                                  timeout=RPC_TIMEOUT, start_revision=version + 1)
+        try:
+            response = self._conn.call(None, watch, timeout=RPC_TIMEOUT)
+        except CoordinationError:
+            return None
+        # pyetcd hands a compaction or a broken stream over in place of a response.
+        events = getattr(response, "events", None)
+        if events and isinstance(events[0], etcd_events.PutEvent):
+            return bytes(events[0].value)
+        return None
+
+    def written_version(self, stamp: int, before: Entry | None) -> int:
+        return stamp  # a key's mod revision is the revision of the transaction that wrote it
+
+    def leaves(self, root: str, depth: int, limit: int) -> list[str]:
+        if depth > 1:
+            return self._dirs.leaves(root, depth, limit)
+        prefix = (root + "/").encode()
+        return [key.decode() for key in self._range_keys(prefix, prefix_range_end(prefix), limit)]
+
+    def _range_keys(self, start: bytes, end: bytes, limit: int) -> list[bytes]:
+        reply = self._conn.range(None, etcdrpc.RangeRequest(
+            key=start, range_end=end, limit=limit, keys_only=True))
+        return [kv.key for kv in reply.kvs]
+
+    def _index_txn(self, request: etcdrpc.TxnRequest) -> bool:
+        """One attempt at an index upkeep transaction; a failure is left for later."""
+        try:
+            return bool(self._conn.txn(None, request, timeout=0).succeeded)
+        except CoordinationError:
+            return False
+
+    def counts(self, roots: Sequence[tuple[str, int]]) -> list[int]:
+        for _attempt in range(_COMPACTED_RETRIES):
+            counts: list[int] = []
+            revision = 0  # the first read's revision pins the others to the same instant
+            try:
+                for root, _depth in roots:
+                    prefix = (root + "/").encode()
+                    reply = self._conn.range(None, etcdrpc.RangeRequest(
+                        key=prefix, range_end=prefix_range_end(prefix), count_only=True,
+                        revision=revision))
+                    revision = revision or reply.header.revision
+                    counts.append(int(reply.count))
+                return counts
+            except Compacted:  # compacted past the first read's revision meanwhile
+                continue
+        raise BackendUnavailable("etcd compacted every snapshot of the counts before it was read")
+
+    def wait(self, key: str, seen: Entry | None, timeout: float) -> None:
+        woken = threading.Event()
+        try:
+            watch_id = self._conn.watch_from_now(None, key.encode(), lambda _r: woken.set())
+        except CoordinationError:
+            time.sleep(min(timeout, 0.1))
+            return
+        try:
+            current = self.get(key)  # what changed before the watch began
+            if (current is None) == (seen is None) and (
+                    current is None or seen is None or current.version == seen.version):
+                woken.wait(timeout)
+        except CoordinationError:
+            return  # the caller reads again
+        finally:
+            self._conn.cancel_watch(watch_id)
+
+
+def _compare(check: Check) -> etcdrpc.Compare:
+    if isinstance(check, Absent):
+        return created(check.key.encode(), 0)
+    if isinstance(check, Present):
+        return etcdrpc.Compare(key=check.key.encode(), target=etcdrpc.Compare.CREATE,
+                               result=etcdrpc.Compare.GREATER, create_revision=0)
+    return etcdrpc.Compare(key=check.key.encode(), target=etcdrpc.Compare.MOD,
+                           result=etcdrpc.Compare.EQUAL, mod_revision=check.version)
+
+
+def _request(op: Op, session: Session | None) -> etcdrpc.RequestOp:
+    if isinstance(op, Delete):
+        return etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(key=op.key.encode()))
+    lease = 0
+    if isinstance(op, Create) and op.ephemeral:
+        if session is None:
+            raise InvalidArgument("an ephemeral create needs a session")
+        lease = int(session.id)
+    return etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(key=op.key.encode(), value=op.value,
+                                                           lease=lease))
