@@ -80,10 +80,6 @@ class EtcdBackend(Backend):
         return {"backend": self.name, "endpoints": self.config.endpoints,
                 "session": self._leases.current}
 
-    def range(self, session: Session | None, request: etcdrpc.RangeRequest) -> Any:
-        """One ranged read (for tests and tools)."""
-        return self.connection.range(session, request)
-
     # --- paths -------------------------------------------------------------------------
 
     def recipe_path(self, kind: str, name: str) -> str:

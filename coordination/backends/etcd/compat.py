@@ -52,7 +52,3 @@ def unary(client: Any, stub: str, method: str, request: Any, timeout: float | No
     call = getattr(getattr(client, stub), method)
     return call(request, timeout or client.timeout, credentials=client.call_credentials,
                 metadata=client.metadata)
-
-
-def default_timeout(client: Any) -> float:
-    return float(client.timeout)
