@@ -14,7 +14,7 @@ from typing import Any
 #: The pyetcd releases this was tested with (``etcd-sdk-python`` on PyPI).
 TESTED = ("0.0.7",)
 _ATTRIBUTES = ("_manage_grpc_errors", "_clear_old_stubs", "metadata", "call_credentials",
-               "kvstub", "authstub", "timeout")
+               "kvstub", "authstub", "timeout", "endpoint_in_use")
 
 
 def missing(client: Any) -> list[str]:
@@ -26,6 +26,11 @@ def mark_failed(client: Any, exc: Exception) -> None:
     """Tell ``client`` that its current endpoint failed with the gRPC error ``exc`` (the
     next call fails over); raises pyetcd's translation of ``exc``."""
     client._manage_grpc_errors(exc)
+
+
+def endpoint(client: Any) -> str:
+    """The ``host:port`` that ``client`` sends its requests to now."""
+    return str(client.endpoint_in_use.netloc)
 
 
 def use_token(client: Any, token: str) -> None:

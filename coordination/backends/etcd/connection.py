@@ -29,10 +29,16 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+
+class Unreachable(Exception):
+    """Internal: a server did not answer (or has no leader); the next try fails over."""
+
+
 #: One RPC may take this long before we fail over to another endpoint.
 RPC_TIMEOUT = 2.0
 _TRANSIENT = (
     TokenExpired,
+    Unreachable,
     etcd_errors.ConnectionFailedError,
     etcd_errors.ConnectionTimeoutError,
     etcd_errors.NoServerAvailableError,
@@ -145,10 +151,12 @@ class Connection:
         if code == grpc.StatusCode.NOT_FOUND and "lease" in details:
             return LeaseGone()
         if code in _UNREACHABLE:
+            server = compat.endpoint(self.client)
             try:
                 compat.mark_failed(self.client, exc)
-            except Exception as translated:
-                return etcd_errors.ConnectionFailedError(str(translated))
+            except Exception:  # pyetcd's own translation: ours names the cause
+                pass
+            return Unreachable(f"{server}: {code.name} {details}".rstrip())
         if code == grpc.StatusCode.OUT_OF_RANGE:
             return Compacted(f"etcd: {details}")
         if code == grpc.StatusCode.UNAUTHENTICATED or "auth store is old" in details:
@@ -184,6 +192,16 @@ class Connection:
 
     def range(self, session: Session | None, request: etcdrpc.RangeRequest) -> Any:
         return self.call(session, self._unary, "kvstub", "Range", request)
+
+    def grant(self, ttl: int, timeout: float) -> Any:
+        """A new lease of ``ttl`` seconds (etcd may grant a longer one)."""
+        return self.call(None, self._unary, "leasestub", "LeaseGrant",
+                         etcdrpc.LeaseGrantRequest(TTL=ttl), timeout=timeout)
+
+    def revoke(self, lease: int | str, timeout: float) -> None:
+        """Revoke ``lease``: its keys go at once."""
+        self.call(None, self._unary, "leasestub", "LeaseRevoke",
+                  etcdrpc.LeaseRevokeRequest(ID=lease), timeout=timeout)
 
     def _unary(self, stub: str, method: str, request: Any) -> Any:
         return compat.unary(self.client, stub, method, request, None)

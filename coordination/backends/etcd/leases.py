@@ -59,9 +59,9 @@ class Leases:
         self._session.disown()
 
     def _grant(self, timeout: float) -> Session:
-        lease = self._conn.call(None, self._conn.client.lease, self._ttl, timeout=timeout)
-        session = Session(lease.id, float(lease.ttl))
-        session.deadline = time.monotonic() + lease.ttl - 0.1
+        granted = self._conn.grant(self._ttl, timeout)
+        session = Session(granted.ID, float(granted.TTL))
+        session.deadline = time.monotonic() + granted.TTL - 0.1
         return session
 
     @property
@@ -127,8 +127,7 @@ class Leases:
             session = self._session
             if session.alive and not self._backend.inherited:
                 try:
-                    self._conn.call(None, self._conn.client.revoke_lease, session.id,
-                                    timeout=RPC_TIMEOUT)
+                    self._conn.revoke(session.id, RPC_TIMEOUT)
                 except CoordinationError:
                     pass
             self._backend.closed = True
