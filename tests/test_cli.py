@@ -58,7 +58,7 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
 def test_help_and_version(cli: Run) -> None:
     proc = cli("--help")
     assert proc.returncode == 0
-    for command in ("cluster", "demo", "lock", "queue", "inspect"):
+    for command in ("cluster", "demo", "lock", "queue", "worker", "inspect"):
         assert command in proc.stdout
     assert cli("--version").stdout.strip().endswith(coordination.__version__)
 
@@ -288,6 +288,12 @@ def _closed_port() -> int:
     (["lock", "/bad", "--url", "etcd://127.0.0.1:{port}/x", "--", "true"], "must not start"),
     (["queue", "put", "a//b", "x", "--url", "etcd://127.0.0.1:{port}/x"], "empty segment"),
     (["cluster", "status"], "no local cluster"),
+    (["worker", "q", "--handler", "no_such_module:handle", "--url", "etcd://127.0.0.1:{port}/x"],
+     "cannot import handler module 'no_such_module': ModuleNotFoundError"),
+    (["worker", "q", "--handler", "json:no_such_function", "--url", "etcd://127.0.0.1:{port}/x"],
+     "module 'json' has no 'no_such_function'"),
+    (["worker", "q", "--handler", "json", "--url", "etcd://127.0.0.1:{port}/x"],
+     "--handler must be module:function"),
 ])
 def test_errors_are_one_line_without_traceback(cli: Run, args: list[str], message: str | None) -> None:
     port = _closed_port()

@@ -4,6 +4,7 @@
     coordination demo flash-sale                       the flash-sale demo with chaos
     coordination lock NAME -- COMMAND ...              run a command holding a lock
     coordination queue put|get|stats|dead|requeue      work queues
+    coordination worker QUEUE --handler MOD:FUNC       run a handler over a queue's tasks
     coordination inspect [PREFIX]                      locks and queues of a namespace
 
 Every command takes ``--config FILE`` and ``--url URL`` (after the command, or before
@@ -12,8 +13,9 @@ it, right after ``coordination``) and otherwise reads ``$COORDINATION_CONFIG`` o
 
 Exit codes: 0 success; 1 an error (one line on stderr: bad URL or config, unreachable
 cluster, unknown task, ...) or nothing to do (a lock not acquired within ``--timeout``,
-no task within ``--timeout``); 2 a usage error; 130 interrupted. ``lock`` exits with
-the command's own code, ``demo flash-sale`` with 1 if any invariant broke.
+no task within ``--timeout``); 2 a usage error; 130 interrupted (``worker``: tasks were
+given back unfinished). ``lock`` exits with the command's own code, ``demo flash-sale``
+with 1 if any invariant broke.
 """
 
 from __future__ import annotations
@@ -123,12 +125,13 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from . import cluster, demo, inspect, lock, queue
+    from . import cluster, demo, inspect, lock, queue, worker
 
     cli.add_command(cluster.cluster)
     cli.add_command(demo.demo)
     cli.add_command(lock.lock)
     cli.add_command(queue.queue)
+    cli.add_command(worker.worker)
     cli.add_command(inspect.inspect)
 
 

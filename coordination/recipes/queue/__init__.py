@@ -24,6 +24,7 @@ The parts, one job each: ``record`` (the record and its codec), ``layout`` (the 
 ``put``, ``claim``, ``task`` (a claimed task and its ack/nack), ``maintenance`` (due
 delayed tasks, lost claims, expired acked tasks), ``dead_letters``, ``bell``, and
 ``queue`` (``Queue``, whose ``get`` ties claiming, upkeep and waiting together).
+``worker`` runs a handler over the tasks (claim, settle, back off, stop cleanly).
 ``limits`` holds the numbers; they are re-exported here for reading only.
 """
 
@@ -40,6 +41,7 @@ from .limits import (
 )
 from .queue import Queue
 from .task import Task
+from .worker import Retry, Worker, WorkerStats
 
 __all__ = [
     "DEDUPE_WINDOW",
@@ -50,5 +52,8 @@ __all__ = [
     "MIN_PRIORITY",
     "OUTER_NS",
     "Queue",
+    "Retry",
     "Task",
+    "Worker",
+    "WorkerStats",
 ]

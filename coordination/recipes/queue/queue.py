@@ -18,6 +18,7 @@ from .layout import DELAYED_DEPTH, DONE_DEPTH, KIND, READY_DEPTH, QueueLayout
 from .maintenance import Maintainer
 from .put import Producer
 from .task import Settler, Task
+from .worker import Handler, Retry, Worker, WorkerStats
 
 if TYPE_CHECKING:
     from ...backends.base import Backend
@@ -99,13 +100,30 @@ class Queue:
                 wait = min(wait, max(0.01, next_due))
             self._bell.wait(bell, wait)
 
+    def worker(self, handler: Handler, concurrency: int = 8, retry: Retry | None = None,
+               grace: float = 30.0) -> Worker:
+        """A worker loop running ``handler(task)`` over this queue's tasks on
+        ``concurrency`` threads, not started yet: see :class:`Worker`."""
+        return Worker(self, handler, concurrency, retry, grace)
+
+    def consume(self, handler: Handler, concurrency: int = 8, retry: Retry | None = None,
+                grace: float = 30.0) -> WorkerStats:
+        """Run ``handler(task)`` over this queue's tasks on ``concurrency`` threads until
+        SIGTERM or SIGINT (call it from the main thread; elsewhere use :meth:`worker`
+        and stop it yourself): each task is acked when the handler returns, nacked by
+        ``retry`` when it raises. The first signal stops claiming and waits ``grace``
+        seconds for the running handlers; a second gives their tasks back at once.
+        Returns what the worker did."""
+        return self.worker(handler, concurrency, retry, grace).run()
+
     def ack(self, task: Task) -> None:
         """See :meth:`Task.ack`."""
         self._settler.ack(task)
 
-    def nack(self, task: Task, delay: float = 0.0, error: str | None = None) -> None:
+    def nack(self, task: Task, delay: float = 0.0, error: str | None = None,
+             dead: bool = False) -> None:
         """See :meth:`Task.nack`."""
-        self._settler.nack(task, delay=delay, error=error)
+        self._settler.nack(task, delay=delay, error=error, dead=dead)
 
     def stats(self) -> dict[str, int]:
         """Counts: ``pending`` (ready now), ``delayed``, ``blocked`` (behind an earlier

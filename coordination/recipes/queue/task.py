@@ -105,10 +105,11 @@ class Task:
         """Done: remove the task for good. ``ClaimLost`` if the claim is gone."""
         self._settler.ack(self)
 
-    def nack(self, delay: float = 0.0, error: str | None = None) -> None:
+    def nack(self, delay: float = 0.0, error: str | None = None, dead: bool = False) -> None:
         """Failed: back in the queue after ``delay`` (attempts + 1), or to the dead
-        letters after ``max_attempts``. ``ClaimLost`` if the claim is gone."""
-        self._settler.nack(self, delay=delay, error=error)
+        letters after ``max_attempts`` (at once with ``dead=True``: a failure that no
+        retry will mend). ``ClaimLost`` if the claim is gone."""
+        self._settler.nack(self, delay=delay, error=error, dead=dead)
 
     def __enter__(self) -> Task:
         return self
@@ -151,14 +152,17 @@ class Settler:
         """See ``Task.ack``."""
         self._settle(task, done=True)
 
-    def nack(self, task: Task, delay: float = 0.0, error: str | None = None) -> None:
+    def nack(self, task: Task, delay: float = 0.0, error: str | None = None,
+             dead: bool = False) -> None:
         """See ``Task.nack``."""
         check_delay(delay)
-        self._settle(task, done=False, delay=delay, error=error or "nack")
+        self._settle(task, done=False, delay=delay, error=error or "nack",
+                     attempts=0 if dead else self.max_attempts)
 
-    def _settle(self, task: Task, done: bool, delay: float = 0.0, error: str = "") -> None:
+    def _settle(self, task: Task, done: bool, delay: float = 0.0, error: str = "",
+                attempts: int = 0) -> None:
         try:
-            self._settle_once(task, done, delay, error)
+            self._settle_once(task, done, delay, error, attempts)
         except SessionLost:
             raise ClaimLost(f"the claim on task {task.id} is lost with its session") from None
 
@@ -183,7 +187,8 @@ class Settler:
             raise ClaimLost(f"the claim on task {task.id} is lost")
         return record
 
-    def _settle_once(self, task: Task, done: bool, delay: float, error: str) -> None:
+    def _settle_once(self, task: Task, done: bool, delay: float, error: str,
+                     max_attempts: int) -> None:
         claim = self._check_mine(task)
         keys, task_id = self._keys, task.id
         if claim.claim_version is None:
@@ -206,7 +211,7 @@ class Settler:
                         keys.index(keys.done(task_id, done_at))]
             else:
                 written, failed = requeue(keys, self._bell, record, data, delay, error,
-                                          self.max_attempts)
+                                          max_attempts)
                 ops += failed
             try:
                 if self._kv.commit(checks, ops, claim.session) is not None:
