@@ -87,3 +87,34 @@ def test_many_zookeeper_clients_share_one_watch_thread(
         lock = coord.lock("pause-watch")
         assert lock.acquire(timeout=10)
         lock.release()
+
+
+def test_a_session_frozen_before_the_first_tick_is_not_alive(
+    backend: str, connect: Callable[..., coordination.Coordinator],
+) -> None:
+    """A process frozen right after connecting, before the watch's first tick for the
+    new session: on waking, the session must not read as alive (it was None, found by
+    the election chaos test under load)."""
+    if backend != "zookeeper":
+        pytest.skip("etcd leases carry their own local deadline")
+    from coordination.backends.pause_watch import PAUSE_WATCH
+
+    frozen, thaw = threading.Event(), threading.Event()
+
+    class Freezer:  # holds up the watch's thread: no tick reaches any session
+        def on_tick(self, now: float, gap: float) -> None:
+            frozen.set()
+            thaw.wait(30)
+
+    freezer = Freezer()
+    PAUSE_WATCH.subscribe(freezer)
+    try:
+        assert frozen.wait(5)
+        coord = connect(session_ttl=2)
+        lock = coord.lock("frozen-at-birth")
+        assert lock.acquire(timeout=10)
+        ttl = coord.driver.session_ttl
+        wait_for(lambda: not lock.held, ttl, message="the unfed session to read as lost")
+    finally:
+        thaw.set()
+        PAUSE_WATCH.unsubscribe(freezer)

@@ -117,7 +117,12 @@ class Connection:
 
     def _new_session(self, client: KazooClient) -> Session:
         session_id = client.client_id[0] if client.client_id else 0
-        return Session(session_id, self._negotiated.get(session_id, self.config.session_ttl))
+        session = Session(session_id, self._negotiated.get(session_id, self.config.session_ttl))
+        # Fed by the pause watch from its next tick on; until then, a freeze right after
+        # this (found by the election chaos test: a holder frozen 2 ms after its first
+        # acquire) must end it as well.
+        session.watchdog = time.monotonic() + session.ttl / 2
+        return session
 
     def _notify(self, session: Session, state: SessionState) -> None:
         self._backend.listeners.notify(session, state)
