@@ -13,6 +13,7 @@ from .recipes.counter import Counter
 from .recipes.election import Election
 from .recipes.lock import Lock
 from .recipes.queue import Queue
+from .recipes.queue.codec import Codec
 from .recipes.rwlock import RWLock
 from .recipes.semaphore import Semaphore
 from .session import Listener, SessionState
@@ -122,10 +123,11 @@ class Coordinator:
         self._backend.check_open()
         return Election(self._backend, name, raw_prefix=raw_prefix)
 
-    def queue(self, name: str, max_attempts: int = 5) -> Queue:
-        """An at-least-once work queue (see :mod:`coordination.recipes.queue`)."""
+    def queue(self, name: str, max_attempts: int = 5, codec: str | Codec = "bytes") -> Queue:
+        """An at-least-once work queue (see :mod:`coordination.recipes.queue`);
+        ``codec="json"`` stores JSON values and gives them back as ``task.data``."""
         self._backend.check_open()
-        return Queue(self._backend, name, max_attempts=max_attempts)
+        return Queue(self._backend, name, max_attempts=max_attempts, codec=codec)
 
     def close(self) -> None:
         """End the session (releasing its locks at once). Idempotent."""

@@ -206,6 +206,19 @@ def test_queue_put_get_stats_dead_requeue(cli: Run, url: str) -> None:
     assert json.loads(ok("queue", "get", "piped", "--ack", "--json"))["data"] == "from stdin"
 
 
+def test_queue_peek_and_purge(cli: Run, url: str) -> None:
+    for data in ("a", "b", "c"):
+        assert cli("queue", "put", "jobs", data, "--url", url).returncode == 0
+    peeked = json.loads(cli("queue", "peek", "jobs", "-n", "2", "--json", "--url", url).stdout)
+    assert [task["data"] for task in peeked] == ["a", "b"]
+    assert "  a" in cli("queue", "peek", "jobs", "--url", url).stdout
+    refused = cli("queue", "purge", "jobs", "--url", url)
+    assert "removes about 3 tasks" in one_line_error(refused)
+    purged = cli("queue", "purge", "jobs", "--yes", "--url", url)
+    assert purged.returncode == 0 and purged.stdout.strip() == "removed 3 tasks"
+    assert json.loads(cli("queue", "peek", "jobs", "--json", "--url", url).stdout) == []
+
+
 # --- inspect ---------------------------------------------------------------------------------
 
 

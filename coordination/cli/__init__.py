@@ -3,7 +3,8 @@
     coordination cluster up|status|kill|restart|down   a local 3-node cluster
     coordination demo flash-sale                       the flash-sale demo with chaos
     coordination lock NAME -- COMMAND ...              run a command holding a lock
-    coordination queue put|get|stats|dead|requeue      work queues
+    coordination queue put|get|stats|peek|dead|requeue|purge
+                                                       work queues
     coordination worker QUEUE --handler MOD:FUNC       run a handler over a queue's tasks
     coordination inspect [PREFIX]                      locks and queues of a namespace
 

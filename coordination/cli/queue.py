@@ -1,4 +1,4 @@
-"""``coordination queue``: put, get, stats, dead letters, requeue."""
+"""``coordination queue``: put, get, stats, peek, dead letters, requeue, purge."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _text(data: bytes) -> str:
 
 
 def _task_dict(task: Any) -> dict[str, Any]:
-    return {"id": task.id, "data": _text(task.data), "priority": task.priority, "key": task.key,
+    return {"id": task.id, "data": _text(task.raw), "priority": task.priority, "key": task.key,
             "attempts": task.attempts, "error": task.error, "token": task.token}
 
 
@@ -124,7 +124,7 @@ def dead(conn: Connection, name: str, as_json: bool) -> None:
     for column in ("id", "attempts", "key", "error", "data"):
         table.add_column(column, overflow="fold")
     for task in tasks:
-        data = _text(task.data)
+        data = _text(task.raw)
         table.add_row(task.id, str(task.attempts), task.key or "", task.error or "",
                       data if len(data) <= 60 else data[:57] + "...")
     console().print(table)
@@ -140,3 +140,42 @@ def requeue(conn: Connection, name: str, task_id: str) -> None:
     with conn.connect() as coord:
         coord.queue(name).requeue_dead(task_id)
     click.echo(f"requeued {task_id}")
+
+
+@queue.command()
+@click.argument("name")
+@click.option("-n", "count", type=click.IntRange(1, 10_000), default=10, show_default=True,
+              help="At most this many tasks.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@connection_options
+def peek(conn: Connection, name: str, count: int, as_json: bool) -> None:
+    """The next ready tasks of queue NAME, in delivery order, without claiming them."""
+    validate_name(name, "queue name")
+    with conn.connect() as coord:
+        tasks = coord.queue(name).peek(count)
+    if as_json:
+        click.echo(json.dumps([_task_dict(task) for task in tasks]))
+        return
+    for task in tasks:
+        data = _text(task.raw)
+        click.echo(f"{task.id}  priority={task.priority} attempts={task.attempts}"
+                   f"{'' if task.key is None else ' key=' + task.key}  "
+                   f"{data if len(data) <= 60 else data[:57] + '...'}")
+
+
+@queue.command()
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Really remove them (there is no undo).")
+@connection_options
+def purge(conn: Connection, name: str, yes: bool) -> None:
+    """Remove every task of queue NAME that is not in flight: pending, delayed,
+    blocked, dead. Tasks in flight are left to their workers."""
+    validate_name(name, "queue name")
+    with conn.connect() as coord:
+        q = coord.queue(name)
+        if not yes:
+            stats = q.stats()
+            waiting = stats["pending"] + stats["delayed"] + stats["blocked"] + stats["dead"]
+            raise Failure(f"this removes about {waiting} tasks of queue {name!r} for good: "
+                          "add --yes")
+        click.echo(f"removed {q.purge()} tasks")

@@ -16,12 +16,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ...backends.kv import Absent, Check, Create, KeyValue, Op, OutcomeUnknown, Update, Version
 from ...errors import InvalidArgument
 from ...payload import encode_payload
 from . import layout, limits
 from .bell import Bell
+from .codec import Codec
 from .layout import QueueLayout
 from .record import TaskRecord, encode
 
@@ -83,15 +85,19 @@ def new_record(priority: int, delay: float, key: str | None, id: str | None) -> 
 class Producer:
     """Stores the new tasks of one queue."""
 
-    def __init__(self, kv: KeyValue, keys: QueueLayout, bell: Bell) -> None:
+    def __init__(self, kv: KeyValue, keys: QueueLayout, bell: Bell, codec: Codec) -> None:
         self._kv = kv
         self._keys = keys
         self._bell = bell
+        self._codec = codec
 
-    def put(self, data: bytes | str, priority: int, delay: float, key: str | None,
+    def _payload(self, data: Any) -> bytes:
+        return encode_payload(self._codec.encode(data), limits.MAX_PAYLOAD)
+
+    def put(self, data: Any, priority: int, delay: float, key: str | None,
             id: str | None) -> str:
         """See ``Queue.put``."""
-        payload = encode_payload(data, limits.MAX_PAYLOAD)
+        payload = self._payload(data)
         record = new_record(priority, delay, key, id)
         if record.key is None:
             self._put_unkeyed([(record, payload)])
@@ -99,10 +105,10 @@ class Producer:
             self._put_keyed(record, record.key, payload)
         return record.id
 
-    def put_many(self, items: Iterable[bytes | str], priority: int, delay: float,
+    def put_many(self, items: Iterable[Any], priority: int, delay: float,
                  key: str | None) -> list[str]:
         """See ``Queue.put_many``."""
-        payloads = [encode_payload(item, limits.MAX_PAYLOAD) for item in items]
+        payloads = [self._payload(item) for item in items]
         tasks = [(new_record(priority, delay, key, None), payload) for payload in payloads]
         if key is not None:
             for record, payload in tasks:

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidArgument
 from ...names import validate_name
 from ..lock import check_timeout
 from .bell import Bell
+from .browse import Browser
 from .claim import Claimer
+from .codec import Codec, codec_for
 from .dead_letters import DeadLetters
 from .layout import DELAYED_DEPTH, DONE_DEPTH, KIND, READY_DEPTH, QueueLayout
 from .maintenance import Maintainer
@@ -27,21 +29,25 @@ if TYPE_CHECKING:
 class Queue:
     """A named work queue; the same name is the same queue in every process."""
 
-    def __init__(self, backend: Backend, name: str, max_attempts: int = 5) -> None:
+    def __init__(self, backend: Backend, name: str, max_attempts: int = 5,
+                 codec: str | Codec = "bytes") -> None:
         validate_name(name, "queue name")
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise InvalidArgument(f"max_attempts must be an int >= 1, got {max_attempts!r}")
         self.name = name
         self._max_attempts = max_attempts
+        self.codec = codec_for(codec)
         self._backend = backend
         self._kv = backend.kv
         self._keys = QueueLayout(self._kv.root(KIND, name))
         self._bell = Bell(self._kv, self._keys.bell)
-        self._producer = Producer(self._kv, self._keys, self._bell)
-        self._settler = Settler(backend, self._kv, self._keys, self._bell, name, max_attempts)
+        self._producer = Producer(self._kv, self._keys, self._bell, self.codec)
+        self._settler = Settler(backend, self._kv, self._keys, self._bell, name, max_attempts,
+                                self.codec)
         self._claimer = Claimer(backend, self._kv, self._keys, self._settler)
         self._maintainer = Maintainer(backend, self._kv, self._keys, self._bell, max_attempts)
         self._dead = DeadLetters(self._kv, self._keys, self._bell, self._settler)
+        self._browser = Browser(self._kv, self._keys, self._settler)
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r}>"
@@ -56,15 +62,16 @@ class Queue:
         """Where this queue keeps what on the servers."""
         return self._keys
 
-    def put(self, data: bytes | str, priority: int = 0, delay: float = 0.0,
+    def put(self, data: Any, priority: int = 0, delay: float = 0.0,
             key: str | None = None, id: str | None = None) -> str:
-        """Store a task; its id. With an ``id`` already in the queue, or acked less than
-        ``DEDUPE_WINDOW`` seconds ago, nothing is stored again (a producer may retry
-        after a lost reply, even once the task was handled). Raises ``InvalidPayload``,
-        ``PayloadTooLarge``, ``InvalidArgument``, ``BackendUnavailable``."""
+        """Store a task (``data``: bytes or str, or what the queue's codec takes); its
+        id. With an ``id`` already in the queue, or acked less than ``DEDUPE_WINDOW``
+        seconds ago, nothing is stored again (a producer may retry after a lost reply,
+        even once the task was handled). Raises ``InvalidPayload``, ``PayloadTooLarge``,
+        ``InvalidArgument``, ``BackendUnavailable``."""
         return self._producer.put(data, priority, delay, key, id)
 
-    def put_many(self, items: Iterable[bytes | str], priority: int = 0, delay: float = 0.0,
+    def put_many(self, items: Iterable[Any], priority: int = 0, delay: float = 0.0,
                  key: str | None = None) -> list[str]:
         """Store several tasks (one commit per batch of up to 40 where there is no key)."""
         return self._producer.put_many(items, priority, delay, key)
@@ -141,6 +148,21 @@ class Queue:
     def __len__(self) -> int:
         stats = self.stats()
         return stats["pending"] + stats["delayed"] + stats["blocked"]
+
+    def peek(self, n: int = 10) -> list[Task]:
+        """The next ready tasks, in the order ``get`` would hand them out, without
+        claiming them (they cannot be settled): up to ``n``, fewer when the first ones
+        of the queue's head sit in a time bucket of their own (at least one if any task
+        is ready)."""
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 10_000:
+            raise InvalidArgument(f"n must be an int in [1, 10000], got {n!r}")
+        return self._browser.peek(n)
+
+    def purge(self) -> int:
+        """Remove every task that is not in flight (pending, delayed, blocked behind its
+        key, dead); how many. Tasks in flight are left to their workers: an ack works,
+        a nack puts the task back. Tasks put meanwhile may or may not be removed."""
+        return self._browser.purge()
 
     def dead_letters(self) -> list[Task]:
         """The dead tasks, with their last error in ``task.error`` (not claimed)."""

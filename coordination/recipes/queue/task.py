@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...backends.kv import Check, Create, Delete, Entry, KeyValue, Op, OutcomeUnknown, Update, Version
 from ...errors import (
@@ -26,6 +26,7 @@ from ...errors import (
 )
 from . import layout
 from .bell import Bell
+from .codec import Codec
 from .layout import QueueLayout
 from .put import check_delay, due_after
 from .record import TaskRecord, decode, encode, new_nonce
@@ -72,7 +73,14 @@ class Task:
         return self._record.id
 
     @property
-    def data(self) -> bytes:
+    def data(self) -> Any:
+        """The payload, decoded by the queue's codec (bytes by default); a payload the
+        codec cannot decode raises ``InvalidPayload``."""
+        return self._settler.codec.decode(self._data)
+
+    @property
+    def raw(self) -> bytes:
+        """The payload as stored."""
         return self._data
 
     @property
@@ -140,13 +148,14 @@ class Settler:
     """Acks and nacks the claimed tasks of queue ``name``."""
 
     def __init__(self, backend: Backend, kv: KeyValue, keys: QueueLayout, bell: Bell,
-                 name: str, max_attempts: int) -> None:
+                 name: str, max_attempts: int, codec: Codec) -> None:
         self._backend = backend  # only to tell our tasks from another client's
         self._kv = kv
         self._keys = keys
         self._bell = bell
         self.name = name
         self.max_attempts = max_attempts
+        self.codec = codec
 
     def ack(self, task: Task) -> None:
         """See ``Task.ack``."""

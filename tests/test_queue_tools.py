@@ -1,0 +1,130 @@
+"""``peek``, ``purge`` and payload codecs, on both backends (and their logic over the
+in-memory backend, in a second)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import coordination
+from coordination import errors
+from coordination.recipes.queue import Queue
+
+from .fake_backend import FakeBackend
+
+
+@pytest.fixture(params=["fake", "real"])
+def queues(request: pytest.FixtureRequest, backend: str) -> Any:
+    """``make(name, **kw)``: a queue on the in-memory backend, or on the real cluster of
+    ``backend``."""
+    if request.param == "fake":
+        fake = FakeBackend()
+        return lambda name, **kw: Queue(fake, name, **kw)
+    coord: coordination.Coordinator = request.getfixturevalue("coord")
+    return coord.queue
+
+
+def _drain(queue: Queue) -> list[Any]:
+    seen = []
+    while (task := queue.get(timeout=0)) is not None:
+        seen.append(task.data)
+        task.ack()
+    return seen
+
+
+def test_peek_shows_the_next_tasks_in_order_without_claiming(queues: Any) -> None:
+    queue = queues("orders")
+    assert queue.peek() == []
+    queue.put_many(["b1", "b2", "b3"])
+    queue.put("urgent", priority=5)
+    queue.put("later", delay=60)
+    assert [task.data for task in queue.peek(3)] == [b"urgent", b"b1", b"b2"]
+    with pytest.raises(errors.AlreadyAcknowledged):
+        queue.peek(1)[0].ack()  # a look, not a claim
+    assert queue.stats()["pending"] == 4 and queue.stats()["in_flight"] == 0
+    with pytest.raises(errors.InvalidArgument):
+        queue.peek(0)
+
+
+def test_purge_removes_all_but_the_tasks_in_flight(queues: Any) -> None:
+    queue = queues("orders", max_attempts=1)
+    queue.put_many([f"plain {i}" for i in range(60)])
+    queue.put("later", delay=60)
+    for step in range(30):
+        queue.put(f"order-1 step {step}", key="order-1")
+    queue.put("order-2 step 0", key="order-2")
+    in_hand = queue.get(timeout=5)  # the first keyed or plain task, by put order
+    assert in_hand is not None
+    dead = queue.get(timeout=5)
+    assert dead is not None
+    dead.nack(error="bad")  # max_attempts 1: dead
+    assert queue.purge() == 60 + 1 + 30 + 1 - 1  # all but the one in flight
+    assert queue.stats() == {"pending": 0, "delayed": 0, "blocked": 0, "in_flight": 1, "dead": 0}
+    in_hand.ack()  # its worker settles it as usual
+    assert queue.stats()["in_flight"] == 0 and _drain(queue) == []
+    queue.put("again", key="order-1")  # a purged key works afresh
+    queue.put("fresh")
+    assert sorted(_drain(queue)) == [b"again", b"fresh"]
+
+
+def test_purge_keeps_a_keys_task_in_flight_and_its_turn(queues: Any) -> None:
+    queue = queues("steps")
+    for step in ("pay", "pack", "ship"):
+        queue.put(step, key="order-7")
+    paying = queue.get(timeout=5)
+    assert paying is not None and paying.data == b"pay"
+    assert queue.purge() == 2
+    paying.nack()  # back in the queue: it is the key's only task now
+    again = queue.get(timeout=5)
+    assert again is not None and again.data == b"pay"
+    again.ack()
+    assert queue.get(timeout=0) is None and len(queue) == 0
+
+
+def test_a_json_queue_gives_back_the_values_it_was_given(queues: Any) -> None:
+    queue = queues("orders", codec="json")
+    orders = [{"order": 42, "items": ["sku-1", "sku-7"], "total": 19.5, "note": "très bien"},
+              [1, 2, 3], "text", None]
+    queue.put(orders[0], key="order-42")
+    queue.put_many(orders[1:])
+    got = []
+    while (task := queue.get(timeout=0)) is not None:
+        got.append(task.data)
+        task.ack()
+    assert sorted(map(repr, got)) == sorted(map(repr, orders))
+    with pytest.raises(errors.InvalidPayload):
+        queue.put({"when": object()})
+    with pytest.raises(errors.InvalidPayload):
+        queue.put(float("nan"))
+    assert len(queue) == 0  # nothing half-written
+
+
+def test_a_payload_that_is_not_json_says_so_when_read(queues: Any) -> None:
+    raw = queues("orders")
+    raw.put(b"\xff not json")
+    task = queues("orders", codec="json").get(timeout=5)
+    assert task is not None and task.raw == b"\xff not json"
+    with pytest.raises(errors.InvalidPayload):
+        _ = task.data
+    task.ack()
+
+
+def test_a_codec_of_your_own(queues: Any) -> None:
+    class Upper:
+        name = "upper"
+
+        def encode(self, value: str) -> bytes:
+            return value.upper().encode()
+
+        def decode(self, data: bytes) -> str:
+            return data.decode().lower()
+
+    queue = queues("orders", codec=Upper())
+    queue.put("Hello")
+    task = queue.get(timeout=5)
+    assert task is not None and task.raw == b"HELLO" and task.data == "hello"
+    task.ack()
+    for bad in ("pickle", object()):
+        with pytest.raises(errors.InvalidArgument):
+            queues("orders", codec=bad)
