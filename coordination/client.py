@@ -123,11 +123,15 @@ class Coordinator:
         self._backend.check_open()
         return Election(self._backend, name, raw_prefix=raw_prefix)
 
-    def queue(self, name: str, max_attempts: int = 5, codec: str | Codec = "bytes") -> Queue:
+    def queue(self, name: str, max_attempts: int = 5, codec: str | Codec = "bytes",
+              time_limit: float | None = None) -> Queue:
         """An at-least-once work queue (see :mod:`coordination.recipes.queue`);
-        ``codec="json"`` stores JSON values and gives them back as ``task.data``."""
+        ``codec="json"`` stores JSON values and gives them back as ``task.data``;
+        ``time_limit``: seconds a claim may be held before any consumer takes the task
+        back (default: as long as the worker's session lives)."""
         self._backend.check_open()
-        return Queue(self._backend, name, max_attempts=max_attempts, codec=codec)
+        return Queue(self._backend, name, max_attempts=max_attempts, codec=codec,
+                     time_limit=time_limit)
 
     def close(self) -> None:
         """End the session (releasing its locks at once). Idempotent."""

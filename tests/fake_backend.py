@@ -57,7 +57,7 @@ class FakeKV(KeyValue):
                 if isinstance(op, Delete):
                     self.entries.pop(op.key, None)
                 else:
-                    owner = int(session.id) if isinstance(op, Create) and op.ephemeral and session else 0
+                    owner = int(session.id) if op.ephemeral and session else 0
                     self.entries[op.key] = Entry(op.key, op.value, stamp, stamp, owner)
             self._b.changed.notify_all()
             return stamp

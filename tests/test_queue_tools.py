@@ -3,6 +3,7 @@ in-memory backend, in a second)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -17,12 +18,12 @@ from .fake_backend import FakeBackend
 @pytest.fixture(params=["fake", "real"])
 def queues(request: pytest.FixtureRequest, backend: str) -> Any:
     """``make(name, **kw)``: a queue on the in-memory backend, or on the real cluster of
-    ``backend``."""
+    ``backend`` (sessions of 2 s, so upkeep runs every half second)."""
     if request.param == "fake":
-        fake = FakeBackend()
+        fake = FakeBackend(ttl=2.0)
         return lambda name, **kw: Queue(fake, name, **kw)
-    coord: coordination.Coordinator = request.getfixturevalue("coord")
-    return coord.queue
+    connect: Any = request.getfixturevalue("connect")
+    return connect(session_ttl=2).queue
 
 
 def _drain(queue: Queue) -> list[Any]:
@@ -128,3 +129,48 @@ def test_a_codec_of_your_own(queues: Any) -> None:
     for bad in ("pickle", object()):
         with pytest.raises(errors.InvalidArgument):
             queues("orders", codec=bad)
+
+
+def test_a_claim_past_its_time_limit_is_taken_back_and_its_ack_refused(queues: Any) -> None:
+    queue = queues("orders", time_limit=60)
+    task_id = queue.put("slow")
+    hung = queue.get(timeout=5, time_limit=0.5)  # per get: overrides the queue's 60 s
+    assert hung is not None and hung.expires_at is not None
+    again = queue.get(timeout=10)  # another consumer's upkeep takes it back
+    assert again is not None and again.id == task_id and again.attempts == 1
+    assert "time limit" in (again.error or "") and again.token > hung.token
+    assert again.expires_at is not None and again.expires_at - time.time() > 50
+    with pytest.raises(errors.ClaimLost):
+        hung.ack()
+    with pytest.raises(errors.ClaimLost):
+        hung.extend(60)
+    again.ack()
+    assert queue.stats()["in_flight"] == 0
+
+
+def test_extend_keeps_a_long_task_and_its_ack(queues: Any) -> None:
+    queue = queues("orders")
+    queue.put("long")
+    task = queue.get(timeout=5, time_limit=1)
+    assert task is not None
+    for _ in range(3):  # 3 s of work in 1 s limits, pushed as it goes
+        task.extend(1)
+        assert queue.get(timeout=0.8) is None  # not taken back meanwhile
+    task.ack()
+    assert queue.stats()["in_flight"] == 0 and len(queue) == 0
+    with pytest.raises(errors.InvalidArgument):
+        queue.get(timeout=0, time_limit=0)
+
+
+@pytest.mark.integration
+def test_an_extended_claim_still_ends_with_its_session(
+        connect: Any, backend: str) -> None:
+    worker, other = connect(session_ttl=2), connect(session_ttl=2)
+    worker.queue("orders").put("x")
+    task = worker.queue("orders").get(timeout=5, time_limit=60)
+    assert task is not None
+    task.extend(120)  # an update of the claim key: it must stay the session's (etcd lease)
+    worker.close()  # the session ends: the claim with it, whatever its time limit
+    again = other.queue("orders").get(timeout=10)
+    assert again is not None and again.id == task.id and again.attempts == 1
+    again.ack()

@@ -65,10 +65,12 @@ class Create:
 
 @dataclasses.dataclass(frozen=True)
 class Update:
-    """Op: replace the value of the existing ``key``."""
+    """Op: replace the value of the existing ``key``; ``ephemeral``: a key of the
+    commit's session, which it stays (etcd would otherwise detach it from the lease)."""
 
     key: str
     value: bytes
+    ephemeral: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -73,6 +73,8 @@ def status_line(worker: Worker, started: float) -> str:
               help="Handler threads.")
 @click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
               metavar="S", help="At SIGTERM/SIGINT, wait up to S seconds for running handlers.")
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="S", help="Take a task back from a handler that runs longer than S seconds.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None,
               help="Dead-letter a task after this many failures (default: the queue's).")
 @click.option("--backoff", type=(click.FloatRange(min=0), click.FloatRange(min=0)),
@@ -80,7 +82,8 @@ def status_line(worker: Worker, started: float) -> str:
               help="Retry after BASE * 2**attempts seconds, at most MAX (with jitter).")
 @connection_options
 def worker(conn: Connection, name: str, handler_spec: str, concurrency: int, grace: float,
-           max_attempts: int | None, backoff: tuple[float, float]) -> int:
+           time_limit: float | None, max_attempts: int | None,
+           backoff: tuple[float, float]) -> int:
     """Run a handler over the tasks of queue NAME until SIGTERM or SIGINT.
 
     The first signal stops claiming and gives running handlers --grace seconds; a
@@ -94,8 +97,8 @@ def worker(conn: Connection, name: str, handler_spec: str, concurrency: int, gra
     out = console(stderr=True)
     _log_worker_events(out)
     with conn.connect() as coord:
-        loop = coord.queue(name).worker(handler, concurrency=concurrency, retry=retry,
-                                        grace=grace)
+        loop = coord.queue(name, time_limit=time_limit).worker(
+            handler, concurrency=concurrency, retry=retry, grace=grace)
         started = time.monotonic()
         with Live(get_renderable=lambda: status_line(loop, started), console=out,
                   refresh_per_second=2, transient=False):

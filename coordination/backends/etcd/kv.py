@@ -15,7 +15,7 @@ from pyetcd.utils import prefix_range_end
 
 from ...errors import BackendUnavailable, CoordinationError, InvalidArgument
 from ...session import Session
-from ..kv import Absent, Check, Create, Delete, Entry, KeyValue, Op, OutcomeUnknown, Present
+from ..kv import Absent, Check, Delete, Entry, KeyValue, Op, OutcomeUnknown, Present
 from .connection import RPC_TIMEOUT, Compacted, Connection
 from .dirs import Directories, marker_ops
 
@@ -142,7 +142,7 @@ def _request(op: Op, session: Session | None) -> etcdrpc.RequestOp:
     if isinstance(op, Delete):
         return etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(key=op.key.encode()))
     lease = 0
-    if isinstance(op, Create) and op.ephemeral:
+    if op.ephemeral:
         if session is None:
             raise InvalidArgument("an ephemeral create needs a session")
         lease = int(session.id)

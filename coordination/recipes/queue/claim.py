@@ -30,7 +30,7 @@ from ...backends.kv import (
 from . import layout
 from .layout import READY_DEPTH, QueueLayout
 from .record import decode, encode, new_nonce
-from .task import Claim, Settler, Task
+from .task import Claim, Settler, Task, claim_until, claim_value, limit_end
 
 if TYPE_CHECKING:
     from ...backends.base import Backend
@@ -51,7 +51,7 @@ class Claimer:
         self._settler = settler
         self._contended_until = -math.inf  # lost a claim race lately: spread (see next)
 
-    def next(self) -> Task | None:
+    def next(self, time_limit: float | None = None) -> Task | None:
         """Claim the first ready task; None if there is none (or others won them all).
         Consumers that lately lost races start at a random one of the first few of the
         same priority instead, so that they do not all race for each next head (among
@@ -66,13 +66,13 @@ class Claimer:
         else:  # the head first, then the others in random order
             candidates[1:] = random.sample(candidates[1:], len(candidates) - 1)
         for ready_key in candidates:
-            task = self._claim(ready_key)
+            task = self._claim(ready_key, time_limit)
             if task is not None:
                 return task
             self._contended_until = time.monotonic() + _CONTENDED_FOR
         return None
 
-    def _claim(self, ready_key: str) -> Task | None:
+    def _claim(self, ready_key: str, time_limit: float | None) -> Task | None:
         _, task_id = layout.leaf(ready_key)
         entry = self._kv.get(self._keys.record(task_id))
         if entry is None:
@@ -84,6 +84,7 @@ class Claimer:
         # Who won is decided by this claim's own nonce, never by the session: the threads
         # of one coordinator share its session, and each must know its own claim.
         nonce = new_nonce()
+        until = limit_end(time_limit)
         claimed = record.claimed(nonce)
         # The ready key must still be there: its delete alone would not fail on etcd.
         checks: list[Check] = [Version(entry.key, entry.version),
@@ -92,7 +93,7 @@ class Claimer:
             Delete(ready_key),
             Update(entry.key, encode(claimed, data)),
             Create(self._keys.in_flight(task_id), b""),
-            Create(self._keys.claim(task_id), f"{session.id}:{nonce}".encode(), ephemeral=True),
+            Create(self._keys.claim(task_id), claim_value(session, nonce, until), ephemeral=True),
         ]
         try:
             stamp = self._kv.commit(checks, ops, session)
@@ -101,13 +102,14 @@ class Claimer:
         if stamp is None:
             return None  # a check failed: another consumer (maybe another thread) won
         written = self._kv.written_version
-        claim = Claim(session, written(stamp, entry), written(stamp, None))
+        claim = Claim(session, written(stamp, entry), written(stamp, None), until)
         return Task(self._settler, claimed, data, stamp, claim)
 
     def _claimed_by_us(self, task_id: str, nonce: str, session: Session) -> Task | None:
         """After a lost reply: our claim, read back, if it applied and still holds. The
         record carries the nonce of the claim that wrote it last."""
-        if self._kv.get(self._keys.claim(task_id)) is None or not session.alive:
+        held = self._kv.get(self._keys.claim(task_id))
+        if held is None or not session.alive:
             return None
         current = self._kv.get(self._keys.record(task_id))
         if current is None:
@@ -116,4 +118,5 @@ class Claimer:
         if record.state != "claimed" or record.nonce != nonce:
             return None
         return Task(self._settler, record, data, current.stamp,
-                    Claim(session, current.version, claim_version=None))
+                    Claim(session, current.version, claim_version=None,
+                          until=claim_until(held.value)))

@@ -12,12 +12,22 @@ import math
 import time
 from typing import TYPE_CHECKING
 
-from ...backends.kv import Absent, Check, Delete, KeyValue, Op, OutcomeUnknown, Present, Version
+from ...backends.kv import (
+    Absent,
+    Check,
+    Delete,
+    Entry,
+    KeyValue,
+    Op,
+    OutcomeUnknown,
+    Present,
+    Version,
+)
 from . import layout, limits
 from .bell import Bell
 from .layout import DELAYED_DEPTH, DONE_DEPTH, QueueLayout
 from .record import decode
-from .task import requeue
+from .task import claim_until, requeue
 
 if TYPE_CHECKING:
     from ...backends.base import Backend
@@ -85,10 +95,15 @@ class Maintainer:
                 pass
 
     def reap(self) -> None:
-        """Put back the tasks whose claim vanished with its worker's session."""
+        """Put back the tasks whose claim vanished with its worker's session, or whose
+        claim's time limit has passed."""
         for flight in self._kv.leaves(self._keys.in_flight_root, 1, _REAP_BATCH):
             task_id = layout.last(flight)
-            if self._kv.get(self._keys.claim(task_id)) is not None:
+            held = self._kv.get(self._keys.claim(task_id))
+            if held is not None:
+                until = claim_until(held.value)
+                if until and time.time_ns() > until:
+                    self._take_back(flight, task_id, held)
                 continue
             entry = self._kv.get(self._keys.record(task_id))
             if entry is None:
@@ -106,6 +121,26 @@ class Maintainer:
                 self._kv.commit(checks, ops)
             except OutcomeUnknown:
                 pass
+
+    def _take_back(self, flight: str, task_id: str, held: Entry) -> None:
+        """Put back a task whose claim outlived its time limit: the claim key goes with
+        it, so the late ack of its worker fails its checks (``ClaimLost``)."""
+        entry = self._kv.get(self._keys.record(task_id))
+        if entry is None:
+            return
+        record, data = decode(entry.value)
+        if record.state != "claimed":
+            return
+        checks: list[Check] = [Version(entry.key, entry.version), Version(held.key, held.version),
+                               Present(flight)]
+        ops: list[Op] = [Delete(flight), Delete(held.key)]
+        ops += requeue(self._keys, self._bell, record, data, 0.0,
+                       "time limit exceeded: the handler ran past its claim's time limit",
+                       self._max_attempts)[1]
+        try:
+            self._kv.commit(checks, ops)
+        except OutcomeUnknown:
+            pass
 
     def forget_acked(self) -> int:
         """Delete the tombstones of up to ``_GC_BATCH`` tasks acked more than

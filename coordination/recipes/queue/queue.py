@@ -19,7 +19,7 @@ from .dead_letters import DeadLetters
 from .layout import DELAYED_DEPTH, DONE_DEPTH, KIND, READY_DEPTH, QueueLayout
 from .maintenance import Maintainer
 from .put import Producer
-from .task import Settler, Task
+from .task import Settler, Task, check_time_limit
 from .worker import Handler, Retry, Worker, WorkerStats
 
 if TYPE_CHECKING:
@@ -30,13 +30,14 @@ class Queue:
     """A named work queue; the same name is the same queue in every process."""
 
     def __init__(self, backend: Backend, name: str, max_attempts: int = 5,
-                 codec: str | Codec = "bytes") -> None:
+                 codec: str | Codec = "bytes", time_limit: float | None = None) -> None:
         validate_name(name, "queue name")
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise InvalidArgument(f"max_attempts must be an int >= 1, got {max_attempts!r}")
         self.name = name
         self._max_attempts = max_attempts
         self.codec = codec_for(codec)
+        self.time_limit = check_time_limit(time_limit)
         self._backend = backend
         self._kv = backend.kv
         self._keys = QueueLayout(self._kv.root(KIND, name))
@@ -76,16 +77,19 @@ class Queue:
         """Store several tasks (one commit per batch of up to 40 where there is no key)."""
         return self._producer.put_many(items, priority, delay, key)
 
-    def get(self, timeout: float | None = None) -> Task | None:
+    def get(self, timeout: float | None = None, time_limit: float | None = None) -> Task | None:
         """Claim the next task (highest priority, then oldest); None after ``timeout``
-        seconds without one (``timeout=0``: only look once)."""
+        seconds without one (``timeout=0``: only look once). With a ``time_limit`` (or
+        the queue's), a claim held longer is taken back by any consumer (attempts + 1)
+        and its late ack raises ``ClaimLost``; ``task.extend()`` pushes the limit."""
         timeout = check_timeout(timeout)
+        limit = self.time_limit if time_limit is None else check_time_limit(time_limit)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             maintained = self._maintainer.due()
             if maintained:
                 self._maintainer.run()
-            task = self._claimer.next()
+            task = self._claimer.next(limit)
             if task is not None:
                 return task
             # Nothing ready: read the bell before the last look, so that a put after
@@ -94,7 +98,7 @@ class Queue:
             bell = self._bell.read()
             if not maintained:
                 self._maintainer.run()
-            task = self._claimer.next()
+            task = self._claimer.next(limit)
             if task is not None:
                 return task
             remaining = None if deadline is None else deadline - time.monotonic()

@@ -11,6 +11,7 @@ the record read back tells whether our commit applied (``Settler._settled_by_us`
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from ...backends.kv import Check, Create, Delete, Entry, KeyValue, Op, OutcomeUn
 from ...errors import (
     AlreadyAcknowledged,
     ClaimLost,
+    InvalidArgument,
     QueueError,
     SessionLost,
     UncertainOutcome,
@@ -47,6 +49,34 @@ class Claim:
     #: The version of the claim key; None if unknown (a claim found again after a lost
     #: reply): settling then reads the record and the claim key back first.
     claim_version: int | None
+    #: When the claim's time limit ends (wall clock, ns); 0: no limit.
+    until: int = 0
+
+
+def claim_value(session: Session, nonce: str, until: int) -> bytes:
+    """The claim key's value: ``SESSION:NONCE``, then ``:UNTIL`` if time-limited."""
+    return f"{session.id}:{nonce}{f':{until}' if until else ''}".encode()
+
+
+def claim_until(value: bytes) -> int:
+    """The end of the time limit in a claim key's value (ns); 0 if it has none."""
+    parts = value.split(b":")
+    return int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 0
+
+
+def limit_end(seconds: float | None) -> int:
+    """``until`` of a claim limited to ``seconds`` from now (0: no limit)."""
+    return time.time_ns() + int(seconds * 1e9) if seconds else 0
+
+
+def check_time_limit(seconds: float | None) -> float | None:
+    """``InvalidArgument`` unless ``seconds`` is None or a finite number > 0."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
+            or not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidArgument(f"time_limit must be a number of seconds > 0, got {seconds!r}")
+    return float(seconds)
 
 
 class Task:
@@ -109,6 +139,19 @@ class Task:
     def queue_name(self) -> str:
         return self._settler.name
 
+    @property
+    def expires_at(self) -> float | None:
+        """When this claim's time limit ends (``time.time()`` seconds), after which any
+        consumer may take the task back; None without a limit."""
+        claim = self._claim
+        return claim.until / 1e9 if claim is not None and claim.until else None
+
+    def extend(self, seconds: float) -> None:
+        """Push this claim's time limit to ``seconds`` from now (setting one if it had
+        none), for a task that takes longer. ``ClaimLost`` if the claim is gone (a task
+        already taken back stays taken back)."""
+        self._settler.extend(self, seconds)
+
     def ack(self) -> None:
         """Done: remove the task for good. ``ClaimLost`` if the claim is gone."""
         self._settler.ack(self)
@@ -167,6 +210,34 @@ class Settler:
         check_delay(delay)
         self._settle(task, done=False, delay=delay, error=error or "nack",
                      attempts=0 if dead else self.max_attempts)
+
+    def extend(self, task: Task, seconds: float) -> None:
+        """See ``Task.extend``."""
+        check_time_limit(seconds)
+        claim = self._check_mine(task)
+        key = self._keys.claim(task.id)
+        held = self._kv.get(key)
+        if held is None or not held.value.startswith(
+                claim_value(claim.session, task._record.nonce or "", 0)):
+            raise ClaimLost(f"the claim on task {task.id} is lost")
+        until = limit_end(seconds)
+        value = claim_value(claim.session, task._record.nonce or "", until)
+        try:
+            stamp = self._kv.commit(
+                [Version(self._keys.record(task.id), claim.version), Version(key, held.version)],
+                [Update(key, value, ephemeral=True)], claim.session)
+        except OutcomeUnknown:
+            stamp = None
+            current = self._kv.get(key)
+            if current is not None and current.value == value:  # it applied
+                task._claim = dataclasses.replace(claim, claim_version=None, until=until)
+                return
+        except SessionLost:
+            raise ClaimLost(f"the claim on task {task.id} is lost with its session") from None
+        if stamp is None:
+            raise ClaimLost(f"the claim on task {task.id} is lost")
+        task._claim = dataclasses.replace(
+            claim, claim_version=self._kv.written_version(stamp, held), until=until)
 
     def _settle(self, task: Task, done: bool, delay: float = 0.0, error: str = "",
                 attempts: int = 0) -> None:
