@@ -3,6 +3,7 @@ in-memory backend, in a second)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -174,3 +175,60 @@ def test_an_extended_claim_still_ends_with_its_session(
     again = other.queue("orders").get(timeout=10)
     assert again is not None and again.id == task.id and again.attempts == 1
     again.ack()
+
+
+def test_get_many_claims_in_order_and_never_two_of_a_key(queues: Any) -> None:
+    queue = queues("orders")
+    plain = queue.put_many([f"p{i}" for i in range(40)])
+    for step in range(3):
+        queue.put(f"k{step}", key="order-1")
+    first = queue.get_many(10, timeout=5)  # fewer if a time bucket ends among them
+    assert first and [task.id for task in first] == plain[:len(first)]  # delivery order
+    rest: list[Any] = []
+    while batch := queue.get_many(100, timeout=0):  # (ZooKeeper: a time bucket a call)
+        rest += batch
+    keyed = [task for task in rest if task.key is not None]
+    assert [task.data for task in keyed] == [b"k0"]  # the key's first only, while in flight
+    assert queue.get_many(5, timeout=0) == []
+    assert queue.ack_many(first + rest) == []
+    assert [task.data for task in queue.get_many(5, timeout=5)] == [b"k1"]
+    with pytest.raises(errors.AlreadyAcknowledged):
+        queue.ack_many(first)
+    with pytest.raises(errors.InvalidArgument):
+        queue.get_many(0)
+
+
+def test_ack_many_acks_the_others_when_one_claim_was_lost(queues: Any) -> None:
+    queue = queues("orders")
+    lapsing = queue.put("lapsing")
+    queue.put_many(["kept 1", "kept 2"])
+    [hung] = queue.get_many(1, timeout=5, time_limit=0.5)
+    kept = queue.get_many(5, timeout=5)
+    assert hung.id == lapsing and len(kept) == 2
+    again = queue.get(timeout=10)  # taken back from the hung claim
+    assert again is not None and again.id == lapsing
+    assert queue.ack_many([hung, *kept]) == [hung]  # said which; the others went through
+    assert queue.stats()["in_flight"] == 1  # only the new delivery
+    again.ack()
+    assert queue.stats() == {"pending": 0, "delayed": 0, "blocked": 0, "in_flight": 0, "dead": 0}
+
+
+def test_concurrent_batch_claims_hand_out_each_task_once(queues: Any) -> None:
+    queue = queues("orders")
+    put = set(queue.put_many([f"t{i}" for i in range(60)]))
+    seen: list[str] = []
+    guard = threading.Lock()
+
+    def consume() -> None:
+        while tasks := queue.get_many(7, timeout=0.5):
+            with guard:
+                seen.extend(task.id for task in tasks)
+            assert queue.ack_many(tasks) == []
+
+    threads = [threading.Thread(target=consume) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(seen) == sorted(put)  # each once
+    assert queue.stats()["in_flight"] == 0 and len(queue) == 0

@@ -100,6 +100,11 @@ class KeyValue(abc.ABC):
     def get(self, key: str) -> Entry | None:
         """The entry at ``key`` or None, by a linearizable read (ZooKeeper: after sync)."""
 
+    def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
+        """The entries at ``keys`` (None where missing), in as few round trips as the
+        backend allows (etcd: one transaction of reads; ZooKeeper: pipelined reads)."""
+        return [self.get(key) for key in keys]
+
     @abc.abstractmethod
     def commit(self, checks: Sequence[Check], ops: Sequence[Op],
                session: Session | None = None) -> int | None:

@@ -21,6 +21,7 @@ from .dirs import Directories, marker_ops
 
 #: Reads at one revision retried after a compaction removed it, before giving up.
 _COMPACTED_RETRIES = 5
+_READS_PER_TXN = 100  # etcd allows 128 operations per transaction
 
 
 def created(key: bytes, revision: int) -> etcdrpc.Compare:
@@ -45,6 +46,19 @@ class EtcdKV(KeyValue):
             return None
         kv = reply.kvs[0]
         return Entry(key, kv.value, kv.mod_revision, kv.mod_revision, kv.lease)
+
+    def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
+        found: list[Entry | None] = []
+        for start in range(0, len(keys), _READS_PER_TXN):
+            chunk = keys[start:start + _READS_PER_TXN]
+            reply = self._conn.txn(None, etcdrpc.TxnRequest(success=[
+                etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=key.encode()))
+                for key in chunk]))
+            for key, response in zip(chunk, reply.responses):
+                kvs = response.response_range.kvs
+                found.append(Entry(key, kvs[0].value, kvs[0].mod_revision, kvs[0].mod_revision,
+                                   kvs[0].lease) if kvs else None)
+        return found
 
     def commit(self, checks: Sequence[Check], ops: Sequence[Op],
                session: Session | None = None) -> int | None:

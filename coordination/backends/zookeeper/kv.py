@@ -55,6 +55,22 @@ class ZooKeeperKV(KeyValue):
             return None
         return Entry(key, data, stat.version, stat.mzxid, stat.ephemeralOwner)
 
+    def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
+        return self._conn.call(None, self._get_all, list(keys))
+
+    def _get_all(self, keys: list[str]) -> list[Entry | None]:
+        """Every key's entry, requests pipelined; run within ``call``."""
+        pending = [self._conn.client.get_async(key) for key in keys]
+        found: list[Entry | None] = []
+        for key, result in zip(keys, pending):
+            try:
+                data, stat = result.get()
+            except NoNodeError:
+                found.append(None)
+                continue
+            found.append(Entry(key, data, stat.version, stat.mzxid, stat.ephemeralOwner))
+        return found
+
     def _ensure_parent(self, key: str) -> None:
         parent = key.rsplit("/", 1)[0]
         if parent in self._assured:

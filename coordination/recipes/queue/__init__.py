@@ -18,13 +18,15 @@ Every state change is one atomic commit with checks, so a task is in exactly one
 A claim is the pair ``f/ID`` + ephemeral ``c/ID`` plus a new version of ``t/ID``; its
 token is the stamp of that commit. ``ack``/``nack`` check that version: if the claim was
 lost and the task handed out again, they raise ``ClaimLost`` and change nothing. A claim
-whose ``c/ID`` vanished with its session is put back (attempts + 1) by any consumer.
+whose ``c/ID`` vanished with its session, or outlived its time limit (``c/ID``'s value
+holds it), is put back (attempts + 1) by any consumer.
 
 The parts, one job each: ``record`` (the record and its codec), ``layout`` (the keys),
-``put``, ``claim``, ``task`` (a claimed task and its ack/nack), ``maintenance`` (due
-delayed tasks, lost claims, expired acked tasks), ``dead_letters``, ``bell``, and
-``queue`` (``Queue``, whose ``get`` ties claiming, upkeep and waiting together).
-``worker`` runs a handler over the tasks (claim, settle, back off, stop cleanly).
+``put``, ``claim``, ``task`` (a claimed task and its claim), ``settle`` (ack, nack,
+extend, batched acks), ``maintenance`` (due delayed tasks, lost or timed-out claims,
+expired acked tasks), ``dead_letters``, ``bell``, ``browse`` (peek, purge), ``codec``
+(payloads as bytes or JSON), ``queue`` (``Queue``, whose ``get`` ties claiming, upkeep
+and waiting together) and ``worker`` (a handler run over the tasks).
 ``limits`` holds the numbers; they are re-exported here for reading only.
 """
 

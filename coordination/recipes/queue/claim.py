@@ -20,6 +20,7 @@ from ...backends.kv import (
     Check,
     Create,
     Delete,
+    Entry,
     KeyValue,
     Op,
     OutcomeUnknown,
@@ -27,10 +28,11 @@ from ...backends.kv import (
     Update,
     Version,
 )
-from . import layout
+from . import layout, limits
 from .layout import READY_DEPTH, QueueLayout
-from .record import decode, encode, new_nonce
-from .task import Claim, Settler, Task, claim_until, claim_value, limit_end
+from .record import TaskRecord, decode, encode, new_nonce
+from .settle import Settler
+from .task import Claim, Task, claim_until, claim_value, limit_end
 
 if TYPE_CHECKING:
     from ...backends.base import Backend
@@ -38,6 +40,42 @@ if TYPE_CHECKING:
 
 _SPREAD = 8  # consumers pick among this many first ready tasks
 _CONTENDED_FOR = 1.0  # seconds a consumer spreads its claims after losing a race
+
+
+class _Claiming:
+    """The checks and ops of one task's claim, and the task once they applied."""
+
+    def __init__(self, ready_key: str, entry: Entry, record: TaskRecord, data: bytes,
+                 keys: QueueLayout, until: int) -> None:
+        self.ready_key = ready_key
+        self.entry = entry
+        self.task_id = record.id
+        self.data = data
+        self.keys = keys
+        self.until = until
+        # Who won is decided by this claim's own nonce, never by the session: the threads
+        # of one coordinator share its session, and each must know its own claim.
+        self.nonce = new_nonce()
+        self.record = record.claimed(self.nonce)
+
+    def checks(self, session: Session) -> list[Check]:
+        # The ready key must still be there: its delete alone would not fail on etcd.
+        return [Version(self.entry.key, self.entry.version),
+                Absent(self.keys.claim(self.task_id)), Present(self.ready_key)]
+
+    def ops(self, session: Session) -> list[Op]:
+        return [
+            Delete(self.ready_key),
+            Update(self.entry.key, encode(self.record, self.data)),
+            Create(self.keys.in_flight(self.task_id), b""),
+            Create(self.keys.claim(self.task_id), claim_value(session, self.nonce, self.until),
+                   ephemeral=True),
+        ]
+
+    def task(self, settler: Settler, kv: KeyValue, session: Session, stamp: int) -> Task:
+        written = kv.written_version
+        claim = Claim(session, written(stamp, self.entry), written(stamp, None), self.until)
+        return Task(settler, self.record, self.data, stamp, claim)
 
 
 class Claimer:
@@ -72,38 +110,74 @@ class Claimer:
             self._contended_until = time.monotonic() + _CONTENDED_FOR
         return None
 
+    def next_many(self, n: int, time_limit: float | None) -> list[Task]:
+        """Claim up to ``n`` ready tasks in delivery order, ``limits.BATCH`` a commit;
+        [] if there are none. A batch whose commit fails (another consumer took one of
+        them) is claimed again one task at a time, so losing a race costs no task."""
+        ready = self._kv.leaves(self._keys.ready_root, READY_DEPTH, n)
+        if not ready:
+            return []
+        if time.monotonic() < self._contended_until:
+            random.shuffle(ready)  # lately lost races: not all at the head again
+        entries = self._kv.get_many([self._keys.record(layout.leaf(key)[1]) for key in ready])
+        tasks: list[Task] = []
+        batch: list[tuple[str, Entry]] = []
+        size = 0
+        for ready_key, entry in zip(ready, entries):
+            if entry is None:
+                continue
+            if batch and (len(batch) == limits.BATCH or size + len(entry.value) > limits.BATCH_BYTES):
+                tasks += self._claim_batch(batch, time_limit)
+                batch, size = [], 0
+            batch.append((ready_key, entry))
+            size += len(entry.value)
+        if batch:
+            tasks += self._claim_batch(batch, time_limit)
+        return tasks
+
+    def _claim_batch(self, batch: list[tuple[str, Entry]], time_limit: float | None) -> list[Task]:
+        claims = [claim for ready_key, entry in batch
+                  if (claim := self._claim_ops(ready_key, entry, time_limit)) is not None]
+        if not claims:
+            return []
+        session = self._backend.session()
+        checks = [check for claim in claims for check in claim.checks(session)]
+        ops = [op for claim in claims for op in claim.ops(session)]
+        try:
+            stamp = self._kv.commit(checks, ops, session)
+        except OutcomeUnknown:
+            return [task for claim in claims
+                    if (task := self._claimed_by_us(claim.task_id, claim.nonce, session))]
+        if stamp is not None:
+            return [claim.task(self._settler, self._kv, session, stamp) for claim in claims]
+        self._contended_until = time.monotonic() + _CONTENDED_FOR
+        if len(claims) == 1:
+            return []
+        return [task for claim in claims  # one at a time: the others are still ours to take
+                if (task := self._claim(claim.ready_key, time_limit)) is not None]
+
+    def _claim_ops(self, ready_key: str, entry: Entry, time_limit: float | None) -> _Claiming | None:
+        record, data = decode(entry.value)
+        if record.state in ("done", "dead"):
+            return None  # a stale listing: the ready key is gone already
+        return _Claiming(ready_key, entry, record, data, self._keys, limit_end(time_limit))
+
     def _claim(self, ready_key: str, time_limit: float | None) -> Task | None:
         _, task_id = layout.leaf(ready_key)
         entry = self._kv.get(self._keys.record(task_id))
         if entry is None:
             return None
-        record, data = decode(entry.value)
-        if record.state in ("done", "dead"):
-            return None  # a stale listing: the ready key is gone already
+        claiming = self._claim_ops(ready_key, entry, time_limit)
+        if claiming is None:
+            return None
         session = self._backend.session()
-        # Who won is decided by this claim's own nonce, never by the session: the threads
-        # of one coordinator share its session, and each must know its own claim.
-        nonce = new_nonce()
-        until = limit_end(time_limit)
-        claimed = record.claimed(nonce)
-        # The ready key must still be there: its delete alone would not fail on etcd.
-        checks: list[Check] = [Version(entry.key, entry.version),
-                               Absent(self._keys.claim(task_id)), Present(ready_key)]
-        ops: list[Op] = [
-            Delete(ready_key),
-            Update(entry.key, encode(claimed, data)),
-            Create(self._keys.in_flight(task_id), b""),
-            Create(self._keys.claim(task_id), claim_value(session, nonce, until), ephemeral=True),
-        ]
         try:
-            stamp = self._kv.commit(checks, ops, session)
+            stamp = self._kv.commit(claiming.checks(session), claiming.ops(session), session)
         except OutcomeUnknown:
-            return self._claimed_by_us(task_id, nonce, session)
+            return self._claimed_by_us(task_id, claiming.nonce, session)
         if stamp is None:
             return None  # a check failed: another consumer (maybe another thread) won
-        written = self._kv.written_version
-        claim = Claim(session, written(stamp, entry), written(stamp, None), until)
-        return Task(self._settler, claimed, data, stamp, claim)
+        return claiming.task(self._settler, self._kv, session, stamp)
 
     def _claimed_by_us(self, task_id: str, nonce: str, session: Session) -> Task | None:
         """After a lost reply: our claim, read back, if it applied and still holds. The

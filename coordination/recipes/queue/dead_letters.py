@@ -9,7 +9,8 @@ from . import layout
 from .bell import Bell
 from .layout import QueueLayout
 from .record import decode, encode
-from .task import Settler, Task
+from .settle import Settler
+from .task import Task
 
 _LIST_LIMIT = 10_000
 

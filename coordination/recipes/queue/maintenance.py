@@ -27,7 +27,8 @@ from . import layout, limits
 from .bell import Bell
 from .layout import DELAYED_DEPTH, DONE_DEPTH, QueueLayout
 from .record import decode
-from .task import claim_until, requeue
+from .settle import requeue
+from .task import claim_until
 
 if TYPE_CHECKING:
     from ...backends.base import Backend

@@ -5,7 +5,7 @@ that ties claiming, upkeep and waiting on the bell together."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidArgument
@@ -19,7 +19,8 @@ from .dead_letters import DeadLetters
 from .layout import DELAYED_DEPTH, DONE_DEPTH, KIND, READY_DEPTH, QueueLayout
 from .maintenance import Maintainer
 from .put import Producer
-from .task import Settler, Task, check_time_limit
+from .settle import Settler
+from .task import Task, check_time_limit
 from .worker import Handler, Retry, Worker, WorkerStats
 
 if TYPE_CHECKING:
@@ -82,28 +83,49 @@ class Queue:
         seconds without one (``timeout=0``: only look once). With a ``time_limit`` (or
         the queue's), a claim held longer is taken back by any consumer (attempts + 1)
         and its late ack raises ``ClaimLost``; ``task.extend()`` pushes the limit."""
-        timeout = check_timeout(timeout)
         limit = self.time_limit if time_limit is None else check_time_limit(time_limit)
+
+        def claim_one() -> list[Task]:
+            task = self._claimer.next(limit)
+            return [] if task is None else [task]
+
+        tasks = self._claim_loop(claim_one, check_timeout(timeout))
+        return tasks[0] if tasks else None
+
+    def get_many(self, n: int, timeout: float | None = None,
+                 time_limit: float | None = None) -> list[Task]:
+        """Claim up to ``n`` ready tasks at once, in delivery order, in as few commits as
+        the backend allows (``limits.BATCH`` tasks a commit); waits up to ``timeout``
+        for at least one ([] then). Each task is claimed and settled on its own terms,
+        as from ``get``: never two tasks of one ordering key at once."""
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1000:
+            raise InvalidArgument(f"n must be an int in [1, 1000], got {n!r}")
+        limit = self.time_limit if time_limit is None else check_time_limit(time_limit)
+        return self._claim_loop(lambda: self._claimer.next_many(n, limit), check_timeout(timeout))
+
+    def _claim_loop(self, claim: Callable[[], list[Task]], timeout: float | None) -> list[Task]:
+        """Upkeep, then ``claim``; while it finds nothing, wait on the bell (and for the
+        next delayed task) until ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             maintained = self._maintainer.due()
             if maintained:
                 self._maintainer.run()
-            task = self._claimer.next(limit)
-            if task is not None:
-                return task
+            tasks = claim()
+            if tasks:
+                return tasks
             # Nothing ready: read the bell before the last look, so that a put after
             # that look rings a bell we wait on. Maintenance runs once per round: what it
             # made ready before that look, the look sees.
             bell = self._bell.read()
             if not maintained:
                 self._maintainer.run()
-            task = self._claimer.next(limit)
-            if task is not None:
-                return task
+            tasks = claim()
+            if tasks:
+                return tasks
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                return None
+                return []
             ttl = self._backend.session_ttl
             wait = ttl / 2 if remaining is None else min(remaining, ttl / 2)
             next_due = self._maintainer.next_due()
@@ -130,6 +152,13 @@ class Queue:
     def ack(self, task: Task) -> None:
         """See :meth:`Task.ack`."""
         self._settler.ack(task)
+
+    def ack_many(self, tasks: Sequence[Task]) -> list[Task]:
+        """Ack several tasks, ``limits.BATCH`` a commit where they have no ordering key;
+        the tasks whose claims were lost (not acked: each is another delivery's now).
+        One lost claim never fails the others. ``AlreadyAcknowledged``/``WrongQueue``
+        for a task settled already or of another queue (then nothing is acked)."""
+        return self._settler.ack_many(tasks)
 
     def nack(self, task: Task, delay: float = 0.0, error: str | None = None,
              dead: bool = False) -> None:
