@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-import coordination
 from coordination import errors
 from coordination.recipes.queue import Queue
 
