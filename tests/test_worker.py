@@ -21,7 +21,9 @@ from .helpers import wait_for
 pytestmark = pytest.mark.integration
 
 
-def test_a_worker_handles_every_task_once_in_key_order(coord: coordination.Coordinator) -> None:
+@pytest.mark.parametrize("batch", [1, 5])
+def test_a_worker_handles_every_task_once_in_key_order(coord: coordination.Coordinator,
+                                                       batch: int) -> None:
     queue = coord.queue("orders", max_attempts=3)
     plain = set(queue.put_many([f"plain {i}" for i in range(40)]))
     for step in range(4):
@@ -43,7 +45,7 @@ def test_a_worker_handles_every_task_once_in_key_order(coord: coordination.Coord
             if task.key is not None:
                 steps[task.key].append(int(text.rsplit(" ", 1)[1]))
 
-    with queue.worker(handle, concurrency=6, retry=Retry(base=0.05)) as worker:
+    with queue.worker(handle, concurrency=6, retry=Retry(base=0.05), batch=batch) as worker:
         wait_for(lambda: worker.stats.processed == len(plain) and worker.stats.dead == 1, 60)
     assert set(handled) == plain and set(handled.values()) == {1}
     assert all(order == [0, 1, 2, 3] for order in steps.values()) and len(steps) == 3

@@ -138,3 +138,44 @@ def test_backoff_doubles_up_to_its_max_with_bounded_jitter() -> None:
         delays = [retry.delay(attempts) for _ in range(50)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
     assert Retry(base=1.0, jitter=0).delay(3) == 8.0
+
+
+def test_a_batching_worker_handles_each_task_once_and_settles_failures_apart(
+        queue: Queue) -> None:
+    ids = queue.put_many([f"order {i}" for i in range(50)])
+    handled: list[str] = []
+    guard = threading.Lock()
+
+    def handle(task: Task) -> None:
+        if task.data.endswith(b"7") and task.attempts == 0:
+            raise ConnectionError("blip")
+        with guard:
+            handled.append(task.id)
+
+    with queue.worker(handle, concurrency=3, batch=6, retry=Retry(base=0.01)) as worker:
+        wait_for(lambda: worker.stats.processed == 50, 10)
+    assert sorted(handled) == sorted(ids) and worker.stats.retried == 5
+    assert worker.stats.in_flight == 0 and len(queue) == 0
+
+
+def test_a_hard_stop_gives_back_the_whole_batch_of_a_stuck_thread(queue: Queue) -> None:
+    ids = set(queue.put_many([f"order {i}" for i in range(4)]))
+    started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def handle(task: Task) -> None:
+        calls.append(task.id)
+        started.set()
+        release.wait(10)
+
+    worker = queue.worker(handle, concurrency=1, batch=4).start()
+    assert started.wait(10)
+    stats = worker.stop(grace=0)
+    assert stats.abandoned == 4  # the running one and the three waiting their turn
+    back = queue.get_many(10, timeout=5)
+    assert {task.id for task in back} == ids and {task.attempts for task in back} == {1}
+    release.set()
+    wait_for(lambda: worker.stats.in_flight == 0, 10)
+    assert worker.stats.processed == 0 and worker.stats.lost == 0
+    assert len(calls) == 1  # the given-back rest of the batch was not run
+    assert queue.ack_many(back) == []

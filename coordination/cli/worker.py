@@ -71,6 +71,8 @@ def status_line(worker: Worker, started: float) -> str:
               help="Called with each task; it is acked when this returns, nacked when it raises.")
 @click.option("--concurrency", type=click.IntRange(1, 1024), default=8, show_default=True,
               help="Handler threads.")
+@click.option("--batch", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="Tasks a thread claims at once (their successes are acked together).")
 @click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
               metavar="S", help="At SIGTERM/SIGINT, wait up to S seconds for running handlers.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -81,7 +83,8 @@ def status_line(worker: Worker, started: float) -> str:
               default=(1.0, 300.0), show_default=True, metavar="BASE MAX",
               help="Retry after BASE * 2**attempts seconds, at most MAX (with jitter).")
 @connection_options
-def worker(conn: Connection, name: str, handler_spec: str, concurrency: int, grace: float,
+def worker(conn: Connection, name: str, handler_spec: str, concurrency: int, batch: int,
+           grace: float,
            time_limit: float | None, max_attempts: int | None,
            backoff: tuple[float, float]) -> int:
     """Run a handler over the tasks of queue NAME until SIGTERM or SIGINT.
@@ -98,7 +101,7 @@ def worker(conn: Connection, name: str, handler_spec: str, concurrency: int, gra
     _log_worker_events(out)
     with conn.connect() as coord:
         loop = coord.queue(name, time_limit=time_limit).worker(
-            handler, concurrency=concurrency, retry=retry, grace=grace)
+            handler, concurrency=concurrency, retry=retry, grace=grace, batch=batch)
         started = time.monotonic()
         with Live(get_renderable=lambda: status_line(loop, started), console=out,
                   refresh_per_second=2, transient=False):

@@ -134,20 +134,22 @@ class Queue:
             self._bell.wait(bell, wait)
 
     def worker(self, handler: Handler, concurrency: int = 8, retry: Retry | None = None,
-               grace: float = 30.0) -> Worker:
+               grace: float = 30.0, batch: int = 1) -> Worker:
         """A worker loop running ``handler(task)`` over this queue's tasks on
         ``concurrency`` threads, not started yet: see :class:`Worker`."""
-        return Worker(self, handler, concurrency, retry, grace)
+        return Worker(self, handler, concurrency, retry, grace, batch)
 
     def consume(self, handler: Handler, concurrency: int = 8, retry: Retry | None = None,
-                grace: float = 30.0) -> WorkerStats:
+                grace: float = 30.0, batch: int = 1) -> WorkerStats:
         """Run ``handler(task)`` over this queue's tasks on ``concurrency`` threads until
         SIGTERM or SIGINT (call it from the main thread; elsewhere use :meth:`worker`
         and stop it yourself): each task is acked when the handler returns, nacked by
         ``retry`` when it raises. The first signal stops claiming and waits ``grace``
         seconds for the running handlers; a second gives their tasks back at once.
+        ``batch`` > 1: each thread claims up to that many tasks at once and acks its
+        successes together (for short handlers: the batch waits its turn in the thread).
         Returns what the worker did."""
-        return self.worker(handler, concurrency, retry, grace).run()
+        return self.worker(handler, concurrency, retry, grace, batch).run()
 
     def ack(self, task: Task) -> None:
         """See :meth:`Task.ack`."""

@@ -1,7 +1,8 @@
 """A worker loop over one queue: claim, run the handler, settle, back off, stop cleanly.
 
-``concurrency`` threads each claim a task, run ``handler(task)``, and ack it when the
-handler returns or nack it when it raises: after a backoff (``Retry``) while attempts
+``concurrency`` threads each claim a task (or up to ``batch`` tasks, whose successes are
+acked together), run ``handler(task)``, and ack it when the handler returns or nack it
+when it raises: after a backoff (``Retry``) while attempts
 remain and the exception is one that retries, else into the dead letters with the
 exception's text. ``stop()`` stops claiming, gives the handlers running then ``grace``
 seconds to finish and settles them; a task whose handler is still running after that
@@ -108,7 +109,7 @@ class Worker:
     also a context manager (``stop()`` on exit)."""
 
     def __init__(self, queue: Queue, handler: Handler, concurrency: int = 8,
-                 retry: Retry | None = None, grace: float = 30.0) -> None:
+                 retry: Retry | None = None, grace: float = 30.0, batch: int = 1) -> None:
         if not callable(handler):
             raise InvalidArgument(f"handler must be callable, got {handler!r}")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) \
@@ -116,18 +117,21 @@ class Worker:
             raise InvalidArgument(f"concurrency must be an int in [1, 1024], got {concurrency!r}")
         if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace < 1e9:
             raise InvalidArgument(f"grace must be a number of seconds >= 0, got {grace!r}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 1000:
+            raise InvalidArgument(f"batch must be an int in [1, 1000], got {batch!r}")
         self.queue = queue
         self.handler = handler
         self.concurrency = concurrency
         self.retry = retry if retry is not None else Retry()
         self.grace = float(grace)
+        self.batch = batch
         self.stats = WorkerStats()
         self._guard = threading.Condition()  # notified when a thread ends a claim
         self._stopping = threading.Event()  # no more claims
         self._stopped = threading.Event()  # every thread settled or abandoned
         self._claiming = 0  # threads inside Queue.get
         self._closed = False  # stop() gave back what ran: a task claimed now goes back
-        self._running: dict[int, Task] = {}  # thread id -> the task its handler runs
+        self._running: dict[int, list[Task]] = {}  # thread id -> its claimed, unsettled tasks
         self._abandoned: set[str] = set()  # task ids given back under their handler
         self._threads: list[threading.Thread] = []
 
@@ -189,7 +193,7 @@ class Worker:
         failures = 0
         while not self._stopping.is_set():
             try:
-                task = self._claim()
+                tasks = self._claim()
             except ClientClosed:
                 break
             except CoordinationError as exc:
@@ -200,43 +204,82 @@ class Worker:
                 self._stopping.wait(backoff)
                 continue
             failures = 0
-            if task is not None:
-                self._process(task)
+            self._process(tasks)
 
-    def _claim(self) -> Task | None:
-        """The next task, registered as running (``stop()`` sees every claim either
-        under way or running); None if there was none, or it was given back at once
-        because ``stop()`` has finished."""
-        task = None
+    def _claim(self) -> list[Task]:
+        """The next tasks (up to ``batch``), registered as running (``stop()`` sees
+        every claim either under way or running); none if there was none, or they were
+        given back at once because ``stop()`` has finished."""
+        tasks: list[Task] = []
         with self._guard:
             self._claiming += 1
         try:
-            task = self.queue.get(timeout=_POLL)
+            if self.batch > 1:
+                tasks = self.queue.get_many(self.batch, timeout=_POLL)
+            elif (task := self.queue.get(timeout=_POLL)) is not None:
+                tasks = [task]
         finally:
             with self._guard:
                 self._claiming -= 1
-                late = task is not None and self._closed
-                if task is not None and not late:
-                    self._running[threading.get_ident()] = task
-                    self.stats.in_flight += 1
+                late = bool(tasks) and self._closed
+                if tasks and not late:
+                    self._running[threading.get_ident()] = list(tasks)
+                    self.stats.in_flight += len(tasks)
                 self._guard.notify_all()
-        if late and task is not None:
-            self._give_back([task])
-            return None
-        return task
+        if late:
+            self._give_back(tasks)
+            return []
+        return tasks
 
-    def _process(self, task: Task) -> None:
-        me = threading.get_ident()
+    def _process(self, tasks: list[Task]) -> None:
+        """Run the handler over ``tasks`` in turn; settle each failure at once and the
+        successes together (one ``ack_many``) when there are several."""
+        succeeded: list[Task] = []
+        for n, task in enumerate(tasks):
+            if task.id in self._abandoned:  # stop() gave the rest back: not ours now
+                self._done_with(tasks[n:])
+                break
+            try:
+                self.handler(task)
+            except Exception as exc:
+                self._settle(task, exc)
+                self._done_with([task])
+                continue
+            if self.batch == 1:
+                self._settle(task, None)
+                self._done_with([task])
+            else:
+                succeeded.append(task)
+        if succeeded:
+            self._ack_together(succeeded)
+            self._done_with(succeeded)
+
+    def _done_with(self, tasks: list[Task]) -> None:
+        with self._guard:
+            running = self._running.get(threading.get_ident(), [])
+            for task in tasks:
+                running.remove(task)
+            self.stats.in_flight -= len(tasks)
+
+    def _ack_together(self, tasks: list[Task]) -> None:
+        with self._guard:
+            mine = [task for task in tasks if task.id not in self._abandoned]
         try:
-            self.handler(task)
-        except Exception as exc:
-            self._settle(task, exc)
-        else:
-            self._settle(task, None)
-        finally:
-            with self._guard:
-                self._running.pop(me, None)
-                self.stats.in_flight -= 1
+            lost = self.queue.ack_many(mine)
+        except AlreadyAcknowledged:  # given back by stop() meanwhile: one at a time
+            for task in mine:
+                self._settle(task, None)
+            return
+        except CoordinationError as failed:
+            log.warning("%d tasks of queue %r could not be acked: %s", len(mine),
+                        self.queue.name, failed)
+            self._count("lost", len(mine))
+            return
+        for task in lost:
+            log.warning("task %s of queue %r: its claim was lost before the ack", task.id,
+                        self.queue.name)
+        self._count("processed", len(mine) - len(lost))
+        self._count("lost", len(lost))
 
     def _settle(self, task: Task, exc: Exception | None) -> None:
         try:
@@ -266,7 +309,7 @@ class Worker:
         at once, attempts + 1, as after a crash; their handlers' settlements are refused."""
         with self._guard:
             self._closed = True
-            running = list(self._running.values())
+            running = [task for tasks in self._running.values() for task in tasks]
         self._give_back(running)
 
     def _give_back(self, tasks: list[Task]) -> None:
@@ -279,9 +322,9 @@ class Worker:
             except CoordinationError:
                 pass  # settled meanwhile, or lost: either way not ours to give back
 
-    def _count(self, what: str) -> None:
+    def _count(self, what: str, n: int = 1) -> None:
         with self._guard:
-            setattr(self.stats, what, getattr(self.stats, what) + 1)
+            setattr(self.stats, what, getattr(self.stats, what) + n)
 
     @contextmanager
     def _signals(self) -> Iterator[None]:
