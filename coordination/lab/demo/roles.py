@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import random
 import signal
@@ -31,8 +30,6 @@ import uuid
 
 import coordination
 from coordination.errors import (
-    AlreadyAcknowledged,
-    ClaimLost,
     CoordinationError,
     LockLost,
     NotHeld,
@@ -45,14 +42,16 @@ from .stock import CounterStock, make_stock, take_one
 from .store import STEPS, FencedStock, Ledger, Order, StaleToken
 
 LOCK_TIMEOUT = 10.0
+#: Handler threads of one order-worker process.
+WORKER_THREADS = 4
 
 
 def put_order(queue: coordination.Queue, order_id: str, sku: str) -> None:
     """Put the order's steps: same key (the order id), so they are handed out one at a
     time in this order; ids derived from the order, so a repeated put stores nothing."""
     for step in STEPS:
-        data = json.dumps({"order": order_id, "step": step, "sku": sku})
-        queue.put(data, key=order_id, id=f"{order_id}.{step}")
+        queue.put({"order": order_id, "step": step, "sku": sku}, key=order_id,
+                  id=f"{order_id}.{step}")
 
 
 def flush_outbox(ledger: Ledger, queue: coordination.Queue, buyer: int | None) -> int:
@@ -85,7 +84,7 @@ def buyer_main(args: argparse.Namespace) -> None:
     ledger = Ledger(db)
     with failover.connect(args.url, lambda: _orphaned(parent)) as coord:
         stock = make_stock(coord, db, args.stock_store)
-        queue = coord.queue(queue_name(args.run), max_attempts=MAX_ATTEMPTS)
+        queue = coord.queue(queue_name(args.run), max_attempts=MAX_ATTEMPTS, codec="json")
         open_skus = sorted(FencedStock(db).remaining())  # the SKUs (the table lists them)
         locks = {sku: coord.lock(lock_name(args.run, sku), identifier=f"buyer-{args.slot} "
                                  f"pid {os.getpid()}") for sku in open_skus}
@@ -156,31 +155,36 @@ def buyer_main(args: argparse.Namespace) -> None:
 
 
 def worker_main(args: argparse.Namespace) -> None:
+    """Ship orders: the library's worker loop (``Queue.worker``) runs the steps on
+    ``WORKER_THREADS`` threads; SIGTERM stops it with grace, as ``coordination worker``
+    does. Each thread records its steps through a ledger connection of its own."""
     parent = os.getppid()
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     rng = random.Random()
-    ledger = Ledger(store.open_db(args.db))
     name = f"worker-{args.slot}"
+    ledgers = threading.local()
+
+    def ledger() -> Ledger:
+        if not hasattr(ledgers, "ledger"):
+            ledgers.ledger = Ledger(store.open_db(args.db))
+        return ledgers.ledger
+
+    def ship(task: coordination.Task) -> None:
+        message = task.data
+        time.sleep(rng.uniform(0.001, 0.005))  # the step's work
+        ledger().complete(message["order"], message["step"], name)
+
     with failover.connect(args.url, lambda: _orphaned(parent)) as coord:
-        queue = coord.queue(queue_name(args.run), max_attempts=MAX_ATTEMPTS)
-        ledger.mark_ready("worker", args.slot)
-        while not stopping.is_set() and not _orphaned(parent):
-            try:
-                task = queue.get(timeout=1.0)
-            except CoordinationError as exc:
-                _log(f"get: {type(exc).__name__}: {exc}")
-                time.sleep(0.1)
-                continue
-            except Exception as exc:  # noqa: BLE001 - a bug below us: report it, go on
-                _unexpected(ledger, name, exc)
-                continue
-            if task is None:
-                continue
-            message = json.loads(task.data)
-            time.sleep(rng.uniform(0.001, 0.005))  # the step's work
-            ledger.complete(message["order"], message["step"], name)
-            _ack(task, ledger, name)
+        queue = coord.queue(queue_name(args.run), max_attempts=MAX_ATTEMPTS, codec="json")
+        worker = queue.worker(ship, concurrency=WORKER_THREADS, grace=5.0)
+        ledger().mark_ready("worker", args.slot)
+
+        def watch_parent() -> None:
+            while not worker.wait(0.5):
+                if _orphaned(parent):
+                    worker.stop(grace=0)
+
+        threading.Thread(target=watch_parent, name="demo-orphan-watch", daemon=True).start()
+        worker.run()
 
 
 def _unexpected(ledger: Ledger, who: str, exc: Exception) -> None:
@@ -190,25 +194,6 @@ def _unexpected(ledger: Ledger, who: str, exc: Exception) -> None:
     with contextlib.suppress(sqlite3.Error):
         ledger.record_error(who, f"{type(exc).__module__}.{type(exc).__name__}: {exc}")
     time.sleep(0.1)
-
-
-def _ack(task: coordination.Task, ledger: Ledger, who: str) -> None:
-    """Ack, retrying through a failover. A lost claim is fine: the step will be
-    delivered again and counted as a redelivery. If the servers stay unreachable,
-    exit: our session ends and the task is handed to another worker."""
-    deadline = time.monotonic() + 30.0
-    while True:
-        try:
-            task.ack()
-            return
-        except (ClaimLost, AlreadyAcknowledged):
-            return
-        except Exception as exc:
-            if time.monotonic() > deadline:
-                raise
-            if not isinstance(exc, CoordinationError):
-                _unexpected(ledger, who, exc)
-            time.sleep(0.1)
 
 
 def child_main(argv: list[str] | None = None) -> None:

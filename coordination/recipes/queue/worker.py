@@ -196,11 +196,12 @@ class Worker:
                 tasks = self._claim()
             except ClientClosed:
                 break
-            except CoordinationError as exc:
+            except Exception as exc:  # a library bug too must not end the thread quietly
                 failures += 1
                 backoff = min(_FAIL_BACKOFF[1], _FAIL_BACKOFF[0] * 2 ** min(failures, 16))
                 log.warning("worker of queue %r could not claim (retrying in %.1fs): %s",
-                            self.queue.name, backoff, exc)
+                            self.queue.name, backoff, exc,
+                            exc_info=not isinstance(exc, CoordinationError))
                 self._stopping.wait(backoff)
                 continue
             failures = 0
