@@ -179,3 +179,22 @@ def test_a_hard_stop_gives_back_the_whole_batch_of_a_stuck_thread(queue: Queue) 
     assert worker.stats.processed == 0 and worker.stats.lost == 0
     assert len(calls) == 1  # the given-back rest of the batch was not run
     assert queue.ack_many(back) == []
+
+
+def test_on_settled_tells_each_outcome(queue: Queue) -> None:
+    queue.put_many(["ok", "fails", "ok too"])
+    outcomes: list[tuple[bytes, str]] = []
+
+    def handle(task: Task) -> None:
+        if task.data == b"fails":
+            raise ValueError("no")
+
+    def settled(task: Task, outcome: str) -> None:
+        outcomes.append((task.data, outcome))
+        raise RuntimeError("a callback's bug")  # logged, not the worker's end
+
+    with queue.worker(handle, concurrency=1, batch=3, on_settled=settled,
+                      retry=Retry(base=0.01, max_attempts=2)) as worker:
+        wait_for(lambda: worker.stats.dead == 1, 10)
+    assert sorted(outcomes) == [(b"fails", "dead"), (b"fails", "retried"), (b"ok", "acked"),
+                                (b"ok too", "acked")]

@@ -313,7 +313,8 @@ def run_queue_scenario(cluster: LocalCluster, name: str, faults: Sequence[Fault]
                        nack: float = 0.1) -> Verdict:
     """Producers put keyed and plain tasks with their own ids; consumer processes of
     ``threads`` threads each, sharing one coordinator, ack them (and nack a ``nack``
-    fraction of the claims)."""
+    fraction of the claims): the even ones by hand-written ``get`` loops, the odd ones
+    through the library's worker loop claiming batches of 4."""
     run = _Run(cluster, workdir, ttl, seed)  # the links and namespace; the workers are ours
     proxies, namespace, url = run.proxies, run.namespace, run.url
     put_logs = [workdir / f"producer{i}.jsonl" for i in range(producers)]
@@ -322,8 +323,9 @@ def run_queue_scenario(cluster: LocalCluster, name: str, faults: Sequence[Fault]
              for h in put_logs]
 
     def consumer(history: Path) -> subprocess.Popen[bytes]:
+        batch = "4" if histories.index(history) % 2 else "0"
         return _spawn(["consume", url, "orders", str(history), "--threads", str(threads),
-                       "--nack", str(nack)])
+                       "--nack", str(nack), "--batch", batch])
 
     workers = [consumer(h) for h in histories]
     ctx = Context(cluster, proxies, ttl, workers, histories, random.Random(seed))

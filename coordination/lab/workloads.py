@@ -3,6 +3,7 @@
     python -m coordination.lab.workloads lock URL SKU DB OUT [--hold S] [--unfenced]
     python -m coordination.lab.workloads produce URL QUEUE OUT --count N [--keys K]
     python -m coordination.lab.workloads consume URL QUEUE OUT [--threads T] [--nack F]
+                                                 [--batch B]   (B: the library's worker loop)
     python -m coordination.lab.workloads semaphore URL NAME OUT [--permits P]
     python -m coordination.lab.workloads elect URL NAME OUT
     python -m coordination.lab.workloads count URL NAME OUT
@@ -274,11 +275,56 @@ def _consume(record: Recorder, queue: coordination.Queue, tid: int, work: float,
                    error=type(exc).__name__, t0=t2, t1=time.monotonic())
 
 
+class _ChaosNack(Exception):
+    """Raised by the worker-loop handler for the claims it nacks."""
+
+
+def _consume_with_worker(record: Recorder, coord: coordination.Coordinator,
+                         args: argparse.Namespace) -> None:
+    """The library's worker loop (``Queue.worker``, ``batch`` claims at a time): the
+    handler records the claim, works, and fails a ``nack`` fraction of them; the
+    settlements are recorded from ``on_settled``. A claim is recorded when its handler
+    starts and its settle from when its handler ended: inside the true interval, so the
+    exclusive-delivery check stays sound (if less sharp)."""
+    rng = random.Random(f"{record.pid}-worker")
+    ended: dict[tuple[str, int], tuple[str, float]] = {}  # (id, token) -> (op, t)
+    guard = threading.Lock()
+
+    def handle(task: coordination.Task) -> None:
+        now = time.monotonic()
+        record(op="claim", tid=threading.get_ident(), id=task.id, key=task.key,
+               data=task.raw.decode(), token=task.token, attempts=task.attempts, t0=now, t1=now)
+        time.sleep(args.work)
+        with guard:
+            op = "nack" if rng.random() < args.nack else "ack"
+        ended[(task.id, task.token)] = (op, time.monotonic())
+        if op == "nack":
+            raise _ChaosNack("chaos nack")
+
+    def settled(task: coordination.Task, outcome: str) -> None:
+        op, t0 = ended.pop((task.id, task.token), ("nack", time.monotonic()))
+        ok = outcome in ("acked", "retried", "dead", "abandoned")
+        record(op=op, tid=threading.get_ident(), id=task.id, token=task.token, ok=ok,
+               **({} if ok else {"error": "ClaimLost"}), t0=t0, t1=time.monotonic())
+
+    queue = coord.queue(args.queue, max_attempts=1000)
+    worker = queue.worker(handle, concurrency=args.threads, batch=args.batch, grace=5.0,
+                          retry=coordination.Retry(base=0.01, max=0.05), on_settled=settled)
+    with worker:
+        while not record.stopping:
+            time.sleep(0.1)
+
+
 def run_consume(args: argparse.Namespace) -> None:
     """THREADS consumer threads sharing one coordinator (issue 14: one session); threads
-    0 and 1 also share one Queue object, the others have one each."""
+    0 and 1 also share one Queue object, the others have one each. With ``--batch``:
+    the library's worker loop instead, on THREADS threads, BATCH claims at a time."""
     record = Recorder(args.out)
     coord = _connect(args.url, record)
+    if args.batch:
+        _consume_with_worker(record, coord, args)
+        coord.close()
+        return
     shared = coord.queue(args.queue, max_attempts=1000)
     queues = [shared if i < 2 else coord.queue(args.queue, max_attempts=1000)
               for i in range(args.threads)]
@@ -320,6 +366,8 @@ def main(argv: list[str] | None = None) -> None:
     consume.add_argument("--work", type=float, default=0.002)
     consume.add_argument("--threads", type=int, default=1)
     consume.add_argument("--nack", type=float, default=0.0, help="fraction of claims nacked")
+    consume.add_argument("--batch", type=int, default=0,
+                         help="run the library's worker loop, claiming this many at a time")
     for kind in ("semaphore", "elect", "count"):
         recipe = sub.add_parser(kind)
         for name in ("url", "name", "out"):

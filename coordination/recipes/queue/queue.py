@@ -21,7 +21,7 @@ from .maintenance import Maintainer
 from .put import Producer
 from .settle import Settler
 from .task import Task, check_time_limit
-from .worker import Handler, Retry, Worker, WorkerStats
+from .worker import Handler, Retry, SettledCallback, Worker, WorkerStats
 
 if TYPE_CHECKING:
     from ...backends.base import Backend
@@ -134,10 +134,11 @@ class Queue:
             self._bell.wait(bell, wait)
 
     def worker(self, handler: Handler, concurrency: int = 8, retry: Retry | None = None,
-               grace: float = 30.0, batch: int = 1) -> Worker:
+               grace: float = 30.0, batch: int = 1,
+               on_settled: SettledCallback | None = None) -> Worker:
         """A worker loop running ``handler(task)`` over this queue's tasks on
         ``concurrency`` threads, not started yet: see :class:`Worker`."""
-        return Worker(self, handler, concurrency, retry, grace, batch)
+        return Worker(self, handler, concurrency, retry, grace, batch, on_settled)
 
     def consume(self, handler: Handler, concurrency: int = 8, retry: Retry | None = None,
                 grace: float = 30.0, batch: int = 1) -> WorkerStats:

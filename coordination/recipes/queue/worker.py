@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Handler = Callable[["Task"], Any]
+#: ``on_settled(task, outcome)``: ``acked``, ``retried``, ``dead``, ``lost`` (the claim
+#: was gone: the task is another delivery's) or ``abandoned`` (given back at a stop).
+SettledCallback = Callable[["Task", str], None]
 
 #: How long a claiming thread waits for a task before it looks at ``stop()`` again.
 _POLL = 1.0
@@ -109,7 +112,8 @@ class Worker:
     also a context manager (``stop()`` on exit)."""
 
     def __init__(self, queue: Queue, handler: Handler, concurrency: int = 8,
-                 retry: Retry | None = None, grace: float = 30.0, batch: int = 1) -> None:
+                 retry: Retry | None = None, grace: float = 30.0, batch: int = 1,
+                 on_settled: SettledCallback | None = None) -> None:
         if not callable(handler):
             raise InvalidArgument(f"handler must be callable, got {handler!r}")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) \
@@ -125,6 +129,7 @@ class Worker:
         self.retry = retry if retry is not None else Retry()
         self.grace = float(grace)
         self.batch = batch
+        self.on_settled = on_settled
         self.stats = WorkerStats()
         self._guard = threading.Condition()  # notified when a thread ends a claim
         self._stopping = threading.Event()  # no more claims
@@ -274,36 +279,36 @@ class Worker:
         except CoordinationError as failed:
             log.warning("%d tasks of queue %r could not be acked: %s", len(mine),
                         self.queue.name, failed)
-            self._count("lost", len(mine))
+            self._count("lost", mine)
             return
         for task in lost:
             log.warning("task %s of queue %r: its claim was lost before the ack", task.id,
                         self.queue.name)
-        self._count("processed", len(mine) - len(lost))
-        self._count("lost", len(lost))
+        self._count("acked", [task for task in mine if task not in lost])
+        self._count("lost", lost)
 
     def _settle(self, task: Task, exc: Exception | None) -> None:
         try:
             if exc is None:
                 task.ack()
-                self._count("processed")
+                self._count("acked", [task])
             elif self.retry.retries(exc, task.attempts, self.queue.max_attempts):
                 task.nack(delay=self.retry.delay(task.attempts), error=_error_text(exc))
-                self._count("retried")
+                self._count("retried", [task])
             else:
                 task.nack(error=_error_text(exc), dead=True)
-                self._count("dead")
+                self._count("dead", [task])
         except (ClaimLost, AlreadyAcknowledged) as lost:
             if task.id not in self._abandoned:
                 log.warning("task %s of queue %r: %s", task.id, self.queue.name, lost)
-                self._count("lost")
+                self._count("lost", [task])
         except UncertainOutcome as unsure:
             log.warning("task %s of queue %r: %s", task.id, self.queue.name, unsure)
-            self._count("lost")
+            self._count("lost", [task])
         except CoordinationError as failed:  # the claim ends with the session if it must
             log.warning("task %s of queue %r could not be settled: %s",
                         task.id, self.queue.name, failed)
-            self._count("lost")
+            self._count("lost", [task])
 
     def _abandon_running(self) -> None:
         """Give back the tasks whose handlers outlived the grace period: each comes back
@@ -319,13 +324,22 @@ class Worker:
         for task in tasks:
             try:
                 task.nack(error="the worker stopped before the handler finished")
-                self._count("abandoned")
+                self._count("abandoned", [task])
             except CoordinationError:
                 pass  # settled meanwhile, or lost: either way not ours to give back
 
-    def _count(self, what: str, n: int = 1) -> None:
+    def _count(self, what: str, tasks: list[Task]) -> None:
+        """Count ``tasks`` as settled with outcome ``what`` and tell ``on_settled``."""
+        if not tasks:
+            return
         with self._guard:
-            setattr(self.stats, what, getattr(self.stats, what) + n)
+            setattr(self.stats, _STAT[what], getattr(self.stats, _STAT[what]) + len(tasks))
+        if self.on_settled is not None:
+            for task in tasks:
+                try:
+                    self.on_settled(task, what)
+                except Exception:  # the callback's bug must not stop the worker
+                    log.exception("on_settled callback failed for task %s", task.id)
 
     @contextmanager
     def _signals(self) -> Iterator[None]:
@@ -348,6 +362,10 @@ class Worker:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+_STAT = {"acked": "processed", "retried": "retried", "dead": "dead", "lost": "lost",
+         "abandoned": "abandoned"}
 
 
 def _error_text(exc: BaseException) -> str:
