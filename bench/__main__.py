@@ -31,6 +31,8 @@ CONTENDERS = (1, 8, 32)
 RAW_CLIENTS = (1, 8, 32)
 FLOWS = ((1, 1), (8, 8))
 BATCH = 100
+#: End to end with batches: 8 producers putting 40 at a time, 8 consumers taking 30.
+BATCHED_FLOW = (8, 8, 40, 30)
 
 
 class Plan:
@@ -81,9 +83,18 @@ def plan_backend(plan: Plan, results: dict[str, Any], servers: Servers, cluster:
                      _guarded(row, f"{producers}x{consumers}",
                               lambda s=subject, p=producers, c=consumers:
                               scenarios.queue_flow(s, p, c, duration, reps)))
+        if _takes_many(subject):
+            plan.add(f"{servers.backend}: {subject.label}, 8x8 batched end to end",
+                     _guarded(row, "8x8 batched", lambda s=subject: scenarios.queue_flow_batched(
+                         s, *BATCHED_FLOW, duration, reps)))
         plan.add(f"{servers.backend}: {subject.label}, batches of {BATCH}",
                  _guarded(row, "batch", lambda s=subject: scenarios.queue_batches(
                      s, BATCH, duration, reps)))
+
+
+def _takes_many(subject: Any) -> bool:
+    """Whether the subject's queues take batches (ours and Redis; kazoo's do not)."""
+    return subject.ours or subject.reference
 
 
 def plan_depth(plan: Plan, results: dict[str, Any], servers: Servers, depths: list[int]) -> None:

@@ -103,6 +103,12 @@ class OurQueue:
         task.ack()
         return True
 
+    def take_many(self, n: int) -> int:
+        """What a batching worker loop does (``consume(batch=n)``): claim up to ``n``,
+        ack the lot; how many were acked."""
+        tasks = self.queue.get_many(n, timeout=0.2)
+        return len(tasks) - len(self.queue.ack_many(tasks)) if tasks else 0
+
     def close(self) -> None:
         self.coord.close()
 
@@ -241,6 +247,11 @@ class RedisQueue:
 
     def take(self) -> bool:
         return self.client.brpop([self.key], timeout=0.2) is not None
+
+    def take_many(self, n: int) -> int:
+        """``BLMPOP``: up to ``n`` at once, waiting up to 0.2 s for the first (Redis 7)."""
+        popped = self.client.blmpop(0.2, 1, self.key, direction="RIGHT", count=n)
+        return len(popped[1]) if popped else 0
 
     def close(self) -> None:
         self.client.close()

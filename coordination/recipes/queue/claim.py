@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from ...session import Session
 
 _SPREAD = 8  # consumers pick among this many first ready tasks
+_WIDEN = 4  # contended batch claimers pick a window of n among this many times n
+_BATCH_ROUNDS = 3  # commits of one batch claim that lost a race, before it gives up
 _CONTENDED_FOR = 1.0  # seconds a consumer spreads its claims after losing a race
 
 
@@ -111,14 +113,18 @@ class Claimer:
         return None
 
     def next_many(self, n: int, time_limit: float | None) -> list[Task]:
-        """Claim up to ``n`` ready tasks in delivery order, ``limits.BATCH`` a commit;
-        [] if there are none. A batch whose commit fails (another consumer took one of
-        them) is claimed again one task at a time, so losing a race costs no task."""
-        ready = self._kv.leaves(self._keys.ready_root, READY_DEPTH, n)
+        """Claim up to ``n`` ready tasks, ``limits.BATCH`` a commit; [] if there are
+        none. Uncontended, the first ``n`` in delivery order; after lost races, a random
+        window of the first ``_WIDEN * n``, so that batch claimers do not all race for
+        the same head. A batch whose commit fails (another consumer took some of it) is
+        tried again with what is still ready, read back in one round trip."""
+        contended = time.monotonic() < self._contended_until
+        ready = self._kv.leaves(self._keys.ready_root, READY_DEPTH, n * _WIDEN if contended else n)
         if not ready:
             return []
-        if time.monotonic() < self._contended_until:
-            random.shuffle(ready)  # lately lost races: not all at the head again
+        if len(ready) > n:
+            start = random.randrange(len(ready) - n + 1)
+            ready = ready[start:start + n]
         entries = self._kv.get_many([self._keys.record(layout.leaf(key)[1]) for key in ready])
         tasks: list[Task] = []
         batch: list[tuple[str, Entry]] = []
@@ -136,25 +142,32 @@ class Claimer:
         return tasks
 
     def _claim_batch(self, batch: list[tuple[str, Entry]], time_limit: float | None) -> list[Task]:
-        claims = [claim for ready_key, entry in batch
-                  if (claim := self._claim_ops(ready_key, entry, time_limit)) is not None]
-        if not claims:
-            return []
         session = self._backend.session()
-        checks = [check for claim in claims for check in claim.checks(session)]
-        ops = [op for claim in claims for op in claim.ops(session)]
-        try:
-            stamp = self._kv.commit(checks, ops, session)
-        except OutcomeUnknown:
-            return [task for claim in claims
-                    if (task := self._claimed_by_us(claim.task_id, claim.nonce, session))]
-        if stamp is not None:
-            return [claim.task(self._settler, self._kv, session, stamp) for claim in claims]
-        self._contended_until = time.monotonic() + _CONTENDED_FOR
-        if len(claims) == 1:
-            return []
-        return [task for claim in claims  # one at a time: the others are still ours to take
-                if (task := self._claim(claim.ready_key, time_limit)) is not None]
+        for _round in range(_BATCH_ROUNDS):
+            claims = [claim for ready_key, entry in batch
+                      if (claim := self._claim_ops(ready_key, entry, time_limit)) is not None]
+            if not claims:
+                return []
+            checks = [check for claim in claims for check in claim.checks(session)]
+            ops = [op for claim in claims for op in claim.ops(session)]
+            try:
+                stamp = self._kv.commit(checks, ops, session)
+            except OutcomeUnknown:
+                return [task for claim in claims
+                        if (task := self._claimed_by_us(claim.task_id, claim.nonce, session))]
+            if stamp is not None:
+                return [claim.task(self._settler, self._kv, session, stamp) for claim in claims]
+            self._contended_until = time.monotonic() + _CONTENDED_FOR
+            batch = self._still_ready(batch)
+        return []
+
+    def _still_ready(self, batch: list[tuple[str, Entry]]) -> list[tuple[str, Entry]]:
+        """The tasks of ``batch`` whose ready keys are still there, with their records as
+        they are now (one round trip)."""
+        found = self._kv.get_many([key for key, _ in batch] + [entry.key for _, entry in batch])
+        listed, records = found[:len(batch)], found[len(batch):]
+        return [(key, record) for (key, _), ready, record in zip(batch, listed, records)
+                if ready is not None and record is not None]
 
     def _claim_ops(self, ready_key: str, entry: Entry, time_limit: float | None) -> _Claiming | None:
         record, data = decode(entry.value)
