@@ -1,24 +1,20 @@
 """Faults, each bounded in time and aimed by pid: servers of a LocalCluster, client
-processes, and client links through a ProxiedCluster. Each fault is a function
+processes (:mod:`.client_faults`), and client links through a ProxiedCluster. Each fault is a function
 ``fault(ctx) -> str`` that injects, waits, heals, and returns what it did; as it goes,
 it counts each injection and reports its steps through the :class:`Context` (for a
 live view)."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import random
-import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from .client_faults import holder_kill, holder_pause, session_expiry, worker_kill, worker_pause
 from .cluster import LocalCluster
 from .proxy import ProxiedCluster
 
@@ -215,122 +211,6 @@ def lost_replies(ctx: Context) -> str:
     return "replies dropped for 1.5s (writes committed, replies lost), links reset"
 
 
-def _holder(ctx: Context, timeout: float = 10.0) -> dict[str, Any]:
-    """The ``cs`` event of a worker inside its critical section right now."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for path in ctx.histories:
-            lines = path.read_text().splitlines() if path.exists() else []
-            for line in reversed(lines):
-                event = _parse(line)
-                if event is None:
-                    continue
-                if event["op"] == "cs":
-                    return event
-                if event["op"] in ("write", "release"):
-                    break
-        time.sleep(0.005)
-    raise TimeoutError("no worker entered its critical section")
-
-
-def _parse(line: str) -> dict[str, Any] | None:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError:
-        return None
-
-
-def kill_process(ctx: Context, proc: subprocess.Popen[bytes], fault: str, text: str) -> str:
-    """SIGKILL ``proc`` (by its pid) and reap it; counted as ``fault``, reported as
-    ``text``, which it returns."""
-    proc.kill()
-    proc.wait()
-    return ctx.injected(fault, text)
-
-
-def stopped(pid: int) -> bool:
-    """Whether process ``pid`` is stopped (SIGSTOP) right now; False if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    fields = stat.rpartition(")")[2].split()  # the name, in parentheses, may hold spaces
-    return bool(fields) and fields[0] == "T"
-
-
-def thaw(pid: int) -> None:
-    """SIGCONT process ``pid``; one that is gone meanwhile is fine."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGCONT)
-
-
-def holder_kill(ctx: Context) -> str:
-    pid = _holder(ctx)["pid"]
-    os.kill(pid, signal.SIGKILL)
-    return ctx.injected("holder-kill", f"SIGKILL lock holder {pid}")
-
-
-def _freeze(ctx: Context, pid: int, fault: str) -> float:
-    """SIGSTOP ``pid`` past its session TTL (a GC pause), then SIGCONT; for how long."""
-    pause = ctx.ttl * 2.5
-    os.kill(pid, signal.SIGSTOP)
-    ctx.injected(fault, f"SIGSTOP {pid} (GC pause)")
-    ctx.wait(pause)
-    thaw(pid)
-    return pause
-
-
-def _any_worker(ctx: Context) -> subprocess.Popen[bytes]:
-    """A running worker, chosen by the scenario's seeded random source."""
-    return ctx.rng.choice([w for w in ctx.workers if w.poll() is None])
-
-
-def holder_pause(ctx: Context) -> str:
-    pid = _holder(ctx)["pid"]
-    return f"SIGSTOP lock holder {pid} for {_freeze(ctx, pid, 'holder-pause')}s (GC pause)"
-
-
-def worker_kill(ctx: Context) -> str:
-    worker = _any_worker(ctx)
-    return kill_process(ctx, worker, "worker-kill", f"SIGKILL worker {worker.pid}")
-
-
-def worker_pause(ctx: Context) -> str:
-    pid = _any_worker(ctx).pid
-    return f"SIGSTOP worker {pid} for {_freeze(ctx, pid, 'worker-pause')}s (GC pause)"
-
-
-def session_expiry(ctx: Context) -> str:
-    """Expire a worker's session on the server: ZooKeeper, by closing a second handle
-    with its session id and password; etcd, by revoking its lease."""
-    holder = _holder(ctx)
-    if ctx.servers.backend == "zookeeper":
-        from kazoo.client import KazooClient
-        from kazoo.exceptions import KazooException
-        from kazoo.handlers.threading import KazooTimeoutError
-
-        twin = KazooClient(hosts=",".join(ctx.servers.endpoints),
-                           client_id=(holder["session"], bytes.fromhex(holder["password"])))
-        try:
-            twin.start(timeout=10)
-        except (KazooException, KazooTimeoutError):  # an earlier fault let it expire already
-            return f"the ZooKeeper session of holder {holder['pid']} had expired already"
-        finally:
-            twin.stop()
-            twin.close()
-        return ctx.injected("session-expiry", f"expired the ZooKeeper session of holder "
-                            f"{holder['pid']} on the server")
-    revoke = subprocess.run(["etcdctl", f"--endpoints={','.join(ctx.servers.endpoints)}",
-                             "lease", "revoke", f"{holder['session']:x}"],
-                            capture_output=True, text=True, timeout=10)
-    if revoke.returncode != 0:
-        if "not found" in revoke.stderr:  # an earlier fault (a pause) let it expire already
-            return f"the etcd lease of holder {holder['pid']} had expired already"
-        raise RuntimeError(f"etcdctl lease revoke failed: {revoke.stderr.strip()}")
-    return ctx.injected("session-expiry",
-                        f"revoked the etcd lease of holder {holder['pid']} on the server")
-
-
 def compact_history(cluster: LocalCluster) -> int:
     """Compact the etcd history of ``cluster`` at its current revision, as ``etcdctl
     compact`` does (physically: the member that took the request applied it when this
@@ -369,10 +249,6 @@ def compaction(ctx: Context) -> str:
             ctx.wait(0.3)
         revisions.append(compact_history(ctx.servers))
     return ctx.injected("compaction", f"etcd history compacted at revisions {revisions}")
-
-
-
-
 
 
 SERVER_FAULTS: dict[str, Fault] = {

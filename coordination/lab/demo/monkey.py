@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import nemesis
+from .. import client_faults, nemesis
 from ..cluster import LocalCluster
 from .settings import SESSION_TTL, Settings
 from .supervisor import Child, Supervisor
@@ -104,7 +104,7 @@ class ChaosMonkey:
             return f"no {role} to kill"
         victim = self.ctx.rng.choice(victims)
         victim.doomed = True  # before the signal: the supervisor must not see a crash
-        return nemesis.kill_process(
+        return client_faults.kill_process(
             self.ctx, victim.proc, f"{role}-kill",
             f"SIGKILL {role}-{victim.slot} (pid {victim.proc.pid}); respawning it")
 
@@ -124,7 +124,7 @@ class ChaosMonkey:
         now = time.monotonic()
         for child in self.supervisor.alive():
             pid = child.proc.pid
-            if not nemesis.stopped(pid):
+            if not client_faults.stopped(pid):
                 continue
             since = self._frozen_since.get(pid)
             name = f"{child.role}-{child.slot}"
@@ -135,7 +135,7 @@ class ChaosMonkey:
                 self.ctx.injected("buyer-freeze", f"{name} froze {where} "
                                   f"(a {FREEZE_FOR:.0f}s stop-the-world pause)")
             elif now - since >= FREEZE_FOR:
-                nemesis.thaw(pid)
+                client_faults.thaw(pid)
                 del self._frozen_since[pid]
                 self.ctx.on_step(f"{name} thawed; its session expired meanwhile" + (
                     ", so its token is stale now" if self.settings.fenced else ""))
