@@ -22,6 +22,7 @@ are kept: delete the directory to start anew.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -83,5 +84,15 @@ def main(directory: Path) -> None:
           f"--config {directory}/coordination-zookeeper.toml (or -etcd.toml)")
 
 
+def cli(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="make_secrets.py", description=__doc__.split("\n\n", 1)[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("directory", nargs="?", type=Path,
+                        default=Path(__file__).parent / "secrets",
+                        help="where the secrets go (default: compose/secrets)")
+    main(parser.parse_args(argv).directory)
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "secrets"))
+    cli()

@@ -44,3 +44,13 @@ def test_secrets_match_the_compose_file(tmp_path: Path) -> None:
         config = Config.from_file(secrets / f"coordination-{backend}.toml")
         assert config.backend == backend and config.tls and config.username == "app"
         assert config.password == (secrets / "app.password").read_text().strip()
+
+
+def test_help_is_help_not_a_directory(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(COMPOSE / "make_secrets.py"), "--help"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "usage: make_secrets.py" in proc.stdout
+    assert list(tmp_path.iterdir()) == []  # nothing made, no directory named --help
