@@ -57,24 +57,36 @@ def _guarded(store: dict[str, Any], key: str, measure: Callable[[], dict[str, An
     return step
 
 
-def plan_backend(plan: Plan, results: dict[str, Any], servers: Servers, cluster: LocalCluster,
-                 duration: float, reps: int) -> None:
-    out = results.setdefault(servers.backend, {"raw": {}, "locks": {}, "queues": {}, "depth": {}})
+def plan_backend(plan: Plan, results: dict[str, Any], all_servers: Servers,
+                 cluster: LocalCluster, duration: float, reps: int) -> None:
+    """Every client of every figure on one follower (the common case: most clients are
+    not on the leader), and the uncontended lock cycle once more on the leader; the
+    lock figures' repetitions interleaved across the subjects."""
+    backend = all_servers.backend
+    out = results.setdefault(backend, {"raw": {}, "locks": {}, "queues": {}, "depth": {}})
+    leader = cluster.wait_for_leader()
+    follower = next(i for i in range(cluster.size) if i != leader)
+    servers, on_leader = all_servers.pinned(follower), all_servers.pinned(leader)
+    out["pinned"] = {"follower": servers.endpoints[0], "leader": on_leader.endpoints[0]}
     for clients in RAW_CLIENTS:
-        plan.add(f"{servers.backend}: raw writes, {clients} clients",
+        plan.add(f"{backend}: raw writes, {clients} clients",
                  _guarded(out["raw"], str(clients),
                           lambda c=clients: scenarios.raw_writes(servers, c, duration, reps)))
-    for subject in lock_subjects(servers):
-        row = out["locks"].setdefault(subject.label, {"ours": subject.ours,
-                                                      "reference": subject.reference})
-        if subject.unavailable:
-            row["unavailable"] = subject.unavailable
-            continue
-        for n in CONTENDERS:
-            watched = cluster if n == max(CONTENDERS) and not subject.reference else None
-            plan.add(f"{servers.backend}: {subject.label}, {n} contender(s)",
-                     _guarded(row, str(n), lambda s=subject, n=n, w=watched:
-                              scenarios.lock_cycles(s, n, duration, reps, w)))
+    for where, pinned, counts in (("follower", servers, CONTENDERS), ("leader", on_leader, (1,))):
+        subjects = []
+        for subject in lock_subjects(pinned):
+            row = out["locks"].setdefault(subject.label, {"ours": subject.ours,
+                                                          "reference": subject.reference})
+            if subject.unavailable:
+                row["unavailable"] = subject.unavailable
+            else:
+                subjects.append(subject)
+        for n in counts:
+            key = str(n) if where == "follower" else f"{n} on the leader"
+            watched = cluster if n == max(CONTENDERS) else None
+            plan.add(f"{backend}: locks, {n} contender(s), on the {where}, interleaved",
+                     _interleaved(out["locks"], key, lambda s=subjects, n=n, w=watched:
+                                  scenarios.lock_cycles_interleaved(s, n, duration, reps, w)))
     for subject in queue_subjects(servers):
         row = out["queues"].setdefault(subject.label, {"ours": subject.ours,
                                                        "reference": subject.reference})
@@ -90,6 +102,21 @@ def plan_backend(plan: Plan, results: dict[str, Any], servers: Servers, cluster:
         plan.add(f"{servers.backend}: {subject.label}, batches of {BATCH}",
                  _guarded(row, "batch", lambda s=subject: scenarios.queue_batches(
                      s, BATCH, duration, reps)))
+
+
+def _interleaved(rows: dict[str, Any], key: str,
+                 measure: Callable[[], dict[str, dict[str, Any]]]) -> Callable[[], None]:
+    """A step that stores each subject's figure under ``rows[label][key]`` (or the
+    error under every subject's)."""
+    def step() -> None:
+        try:
+            figures = measure()
+        except Exception as exc:  # noqa: BLE001 - one failed figure must not end the run
+            figures = {label: {"error": f"{type(exc).__name__}: {exc}"} for label in rows
+                       if "unavailable" not in rows[label]}
+        for label, figure in figures.items():
+            rows[label][key] = figure
+    return step
 
 
 def _takes_many(subject: Any) -> bool:

@@ -84,12 +84,33 @@ def lock_cycles(subject: Subject, contenders: int, duration: float, reps: int,
                 cluster: LocalCluster | None) -> dict[str, Any]:
     """``contenders`` threads, each with a client of its own, acquire and release one
     lock as fast as they can. Checks mutual exclusion on the way (a violation raises)."""
-    rates, handoffs, requests, notifications = [], [], [], []
+    return lock_cycles_interleaved([subject], contenders, duration, reps,
+                                   cluster)[subject.label]
+
+
+def lock_cycles_interleaved(subjects: list[Subject], contenders: int, duration: float,
+                            reps: int, cluster: LocalCluster | None
+                            ) -> dict[str, dict[str, Any]]:
+    """:func:`lock_cycles` of several subjects, their repetitions interleaved (rep 1 of
+    each, then rep 2 of each, ...), so that a cluster warming up or a busy moment of
+    the machine weighs on all of them alike; a figure per subject's label. Server
+    traffic is counted for our own subject only (``cluster``, where given)."""
+    reps_of: dict[str, list[tuple[list[tuple[float, float]], float, Any]]] = {
+        subject.label: [] for subject in subjects}
     for _ in range(reps):
-        holds, elapsed, traffic = _lock_rep(subject, contenders, duration, cluster)
+        for subject in subjects:
+            watched = cluster if subject.ours else None
+            reps_of[subject.label].append(_lock_rep(subject, contenders, duration, watched))
+    return {label: _lock_figure(label, contenders, done) for label, done in reps_of.items()}
+
+
+def _lock_figure(label: str, contenders: int,
+                 done: list[tuple[list[tuple[float, float]], float, Any]]) -> dict[str, Any]:
+    rates, handoffs, requests, notifications = [], [], [], []
+    for holds, elapsed, traffic in done:
         for (_start, end), (next_start, _next_end) in zip(holds, holds[1:]):
             if next_start < end:
-                raise AssertionError(f"{subject.label}: two holders at once")
+                raise AssertionError(f"{label}: two holders at once")
             handoffs.append(next_start - end)
         rates.append(len(holds) / elapsed)
         if traffic is not None and holds:

@@ -55,6 +55,14 @@ class Servers:
     endpoints: list[str]
     redis_port: int | None = None
 
+    def pinned(self, index: int) -> Servers:
+        """The same, every client on server ``index`` only: the subjects of a figure
+        then talk to one server (a leader serves ~1.5x faster than a follower)."""
+        endpoint = self.endpoints[index]
+        scheme, rest = self.url.split("://", 1)
+        path = rest.split("/", 1)[1] if "/" in rest else ""
+        return Servers(self.backend, f"{scheme}://{endpoint}/{path}", [endpoint], self.redis_port)
+
 
 class AdaptedLock:
     """Any peer's lock as a :class:`Contender`: ``acquire`` calls ``take`` (which waits
