@@ -102,11 +102,15 @@ class Claimer:
         top = layout.ready_band(ready[0])
         candidates = [key for key in ready if layout.ready_band(key) == top]
         if time.monotonic() < self._contended_until:
-            random.shuffle(candidates)  # lately lost races for the head: any will do
-        else:  # the head first, then the others in random order
+            # Lately lost races for the head: any will do, and each will likely be
+            # tried, so their records are read in one round trip, not one by one.
+            random.shuffle(candidates)
+            entries = self._kv.get_many([self._record_of(key) for key in candidates])
+        else:  # the head first, then the others in random order, read as needed
             candidates[1:] = random.sample(candidates[1:], len(candidates) - 1)
-        for ready_key in candidates:
-            task = self._claim(ready_key, time_limit)
+            entries = [None] * len(candidates)
+        for ready_key, entry in zip(candidates, entries):
+            task = self._claim(ready_key, time_limit, entry)
             if task is not None:
                 return task
             self._contended_until = time.monotonic() + _CONTENDED_FOR
@@ -125,7 +129,7 @@ class Claimer:
         if len(ready) > n:
             start = random.randrange(len(ready) - n + 1)
             ready = ready[start:start + n]
-        entries = self._kv.get_many([self._keys.record(layout.leaf(key)[1]) for key in ready])
+        entries = self._kv.get_many([self._record_of(key) for key in ready])
         tasks: list[Task] = []
         batch: list[tuple[str, Entry]] = []
         size = 0
@@ -175,9 +179,15 @@ class Claimer:
             return None  # a stale listing: the ready key is gone already
         return _Claiming(ready_key, entry, record, data, self._keys, limit_end(time_limit))
 
-    def _claim(self, ready_key: str, time_limit: float | None) -> Task | None:
-        _, task_id = layout.leaf(ready_key)
-        entry = self._kv.get(self._keys.record(task_id))
+    def _record_of(self, ready_key: str) -> str:
+        return self._keys.record(layout.leaf(ready_key)[1])
+
+    def _claim(self, ready_key: str, time_limit: float | None,
+               entry: Entry | None = None) -> Task | None:
+        """Claim the task listed at ``ready_key`` (its record ``entry`` as read, or read
+        now); None if another consumer has it."""
+        task_id = layout.leaf(ready_key)[1]
+        entry = entry or self._kv.get(self._keys.record(task_id))
         if entry is None:
             return None
         claiming = self._claim_ops(ready_key, entry, time_limit)
