@@ -41,10 +41,12 @@ class FakeKV(KeyValue):
         return f"/{self._b.config.namespace}/{kind}/{name}"
 
     def get(self, key: str) -> Entry | None:
+        self._b.check_open()
         return self.entries.get(key)
 
     def commit(self, checks: Sequence[Check], ops: Sequence[Op],
                session: Session | None = None) -> int | None:
+        self._b.check_open()
         with self._b.changed:
             if session is not None:
                 session.check()
@@ -74,6 +76,7 @@ class FakeKV(KeyValue):
         return stamp
 
     def leaves(self, root: str, depth: int, limit: int) -> list[str]:
+        self._b.check_open()
         return self._below(root, depth)[:limit]
 
     def counts(self, roots: Sequence[tuple[str, int]]) -> list[int]:
@@ -86,7 +89,8 @@ class FakeKV(KeyValue):
 
     def wait(self, key: str, seen: Entry | None, timeout: float) -> None:
         with self._b.changed:
-            self._b.changed.wait_for(lambda: self.entries.get(key) != seen, timeout)
+            self._b.changed.wait_for(lambda: self.entries.get(key) != seen or self._b.closed,
+                                     timeout)
 
     def expire(self, owner: int) -> None:
         for key in [key for key, entry in self.entries.items() if entry.owner == owner]:
@@ -133,7 +137,9 @@ class FakeBackend(Backend):
 
     def close(self) -> None:
         self.expire()
-        self.closed = True
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name}

@@ -198,3 +198,13 @@ def test_on_settled_tells_each_outcome(queue: Queue) -> None:
         wait_for(lambda: worker.stats.dead == 1, 10)
     assert sorted(outcomes) == [(b"fails", "dead"), (b"fails", "retried"), (b"ok", "acked"),
                                 (b"ok too", "acked")]
+
+
+def test_run_returns_when_the_coordinator_is_closed_under_it() -> None:
+    fake = FakeBackend()
+    worker = Queue(fake, "orders").worker(lambda task: None, concurrency=2)
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    fake.close()  # what Coordinator.close() does
+    runner.join(10)
+    assert not runner.is_alive() and worker.wait(0)

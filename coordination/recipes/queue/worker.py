@@ -189,7 +189,8 @@ class Worker:
         self.start()
         with self._signals():
             while not self._stopped.wait(0.5):  # short waits: signal handlers run between
-                pass
+                if not any(thread.is_alive() for thread in self._threads):
+                    self.stop(0)  # the coordinator was closed under the worker
         return self.stats
 
     # --- the claiming threads ------------------------------------------------------------
@@ -200,6 +201,7 @@ class Worker:
             try:
                 tasks = self._claim()
             except ClientClosed:
+                self._stopping.set()
                 break
             except Exception as exc:  # a library bug too must not end the thread quietly
                 failures += 1
@@ -264,7 +266,8 @@ class Worker:
         with self._guard:
             running = self._running.get(threading.get_ident(), [])
             for task in tasks:
-                running.remove(task)
+                if task in running:
+                    running.remove(task)
             self.stats.in_flight -= len(tasks)
 
     def _ack_together(self, tasks: list[Task]) -> None:
