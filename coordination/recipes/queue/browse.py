@@ -64,7 +64,8 @@ class Browser:
         removed = 0
         for key in listed:
             entry = self._kv.get(self._keys.record(leaf_id(key)))
-            if entry is None:
+            if entry is None:  # a listing whose task is gone: left over, remove it too
+                self._apply([Present(key)], [Delete(key)])
                 continue
             record, _ = decode(entry.value)
             if record.key is not None:
