@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from ...session import Session
 
 _SPREAD = 8  # consumers pick among this many first ready tasks
+_SPREAD_CONTENDED = 32  # ... and among this many after losing races
+_TRIES = 4  # claims one next() tries before it lets the caller look again
 _WIDEN = 4  # contended batch claimers pick a window of n among this many times n
 _BATCH_ROUNDS = 3  # commits of one batch claim that lost a race, before it gives up
 _CONTENDED_FOR = 1.0  # seconds a consumer spreads its claims after losing a race
@@ -90,31 +93,38 @@ class Claimer:
         self._keys = keys
         self._settler = settler
         self._contended_until = -math.inf  # lost a claim race lately: spread (see next)
+        self._local = threading.local()  # per thread: did its last next() lose races?
 
     def next(self, time_limit: float | None = None) -> Task | None:
-        """Claim the first ready task; None if there is none (or others won them all).
-        Consumers that lately lost races start at a random one of the first few of the
-        same priority instead, so that they do not all race for each next head (among
-        concurrent consumers, order is not observable)."""
-        ready = self._kv.leaves(self._keys.ready_root, READY_DEPTH, _SPREAD)
+        """Claim the first ready task; None if there is none (or others won them all:
+        then ``raced()`` is true). Consumers that lately lost races pick at random among
+        the first ``_SPREAD_CONTENDED`` of the same priority instead, so that they do
+        not all race for each next head (among concurrent consumers, order is not
+        observable)."""
+        self._local.raced = False
+        contended = time.monotonic() < self._contended_until
+        ready = self._kv.leaves(self._keys.ready_root, READY_DEPTH,
+                                _SPREAD_CONTENDED if contended else _SPREAD)
         if not ready:
             return None
         top = layout.ready_band(ready[0])
         candidates = [key for key in ready if layout.ready_band(key) == top]
-        if time.monotonic() < self._contended_until:
-            # Lately lost races for the head: any will do, and each will likely be
-            # tried, so their records are read in one round trip, not one by one.
-            random.shuffle(candidates)
-            entries = self._kv.get_many([self._record_of(key) for key in candidates])
-        else:  # the head first, then the others in random order, read as needed
+        if contended:
+            random.shuffle(candidates)  # lately lost races for the head: any will do
+        else:  # the head first, then the others in random order
             candidates[1:] = random.sample(candidates[1:], len(candidates) - 1)
-            entries = [None] * len(candidates)
-        for ready_key, entry in zip(candidates, entries):
-            task = self._claim(ready_key, time_limit, entry)
+        for ready_key in candidates[:_TRIES]:
+            task = self._claim(ready_key, time_limit)
             if task is not None:
                 return task
             self._contended_until = time.monotonic() + _CONTENDED_FOR
         return None
+
+    def raced(self) -> bool:
+        """Whether this thread's last ``next``/``next_many`` lost a claim to another
+        consumer: tasks were ready, so look again at once (no ring of the bell will
+        come for them)."""
+        return bool(getattr(self._local, "raced", False))
 
     def next_many(self, n: int, time_limit: float | None) -> list[Task]:
         """Claim up to ``n`` ready tasks, ``limits.BATCH`` a commit; [] if there are
@@ -122,6 +132,7 @@ class Claimer:
         window of the first ``_WIDEN * n``, so that batch claimers do not all race for
         the same head. A batch whose commit fails (another consumer took some of it) is
         tried again with what is still ready, read back in one round trip."""
+        self._local.raced = False
         contended = time.monotonic() < self._contended_until
         ready = self._kv.leaves(self._keys.ready_root, READY_DEPTH, n * _WIDEN if contended else n)
         if not ready:
@@ -161,6 +172,7 @@ class Claimer:
                         if (task := self._claimed_by_us(claim.task_id, claim.nonce, session))]
             if stamp is not None:
                 return [claim.task(self._settler, self._kv, session, stamp) for claim in claims]
+            self._local.raced = True
             self._contended_until = time.monotonic() + _CONTENDED_FOR
             batch = self._still_ready(batch)
         return []
@@ -182,12 +194,10 @@ class Claimer:
     def _record_of(self, ready_key: str) -> str:
         return self._keys.record(layout.leaf(ready_key)[1])
 
-    def _claim(self, ready_key: str, time_limit: float | None,
-               entry: Entry | None = None) -> Task | None:
-        """Claim the task listed at ``ready_key`` (its record ``entry`` as read, or read
-        now); None if another consumer has it."""
+    def _claim(self, ready_key: str, time_limit: float | None) -> Task | None:
+        """Claim the task listed at ``ready_key``; None if another consumer has it."""
         task_id = layout.leaf(ready_key)[1]
-        entry = entry or self._kv.get(self._keys.record(task_id))
+        entry = self._kv.get(self._keys.record(task_id))
         if entry is None:
             return None
         claiming = self._claim_ops(ready_key, entry, time_limit)
@@ -199,6 +209,7 @@ class Claimer:
         except OutcomeUnknown:
             return self._claimed_by_us(task_id, claiming.nonce, session)
         if stamp is None:
+            self._local.raced = True
             return None  # a check failed: another consumer (maybe another thread) won
         return claiming.task(self._settler, self._kv, session, stamp)
 

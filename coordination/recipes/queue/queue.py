@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from ...backends.base import Backend
 
 
+#: Rounds of ``get`` in a row that may look again at once after losing every claim
+#: they tried; then it waits on the bell as when nothing is ready.
+_RACED_ROUNDS = 8
+
+
 class Queue:
     """A named work queue; the same name is the same queue in every process."""
 
@@ -107,6 +112,7 @@ class Queue:
         """Upkeep, then ``claim``; while it finds nothing, wait on the bell (and for the
         next delayed task) until ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        raced = 0  # rounds in a row that lost every claim they tried
         while True:
             maintained = self._maintainer.due()
             if maintained:
@@ -114,6 +120,9 @@ class Queue:
             tasks = claim()
             if tasks:
                 return tasks
+            raced = raced + 1 if self._claimer.raced() else 0
+            if 0 < raced <= _RACED_ROUNDS and (deadline is None or time.monotonic() < deadline):
+                continue  # tasks are ready, others took the ones we tried: look again
             # Nothing ready: read the bell before the last look, so that a put after
             # that look rings a bell we wait on. Maintenance runs once per round: what it
             # made ready before that look, the look sees.
@@ -126,12 +135,16 @@ class Queue:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return []
+            if self._claimer.raced() and raced < _RACED_ROUNDS:
+                raced += 1
+                continue
             ttl = self._backend.session_ttl
             wait = ttl / 2 if remaining is None else min(remaining, ttl / 2)
             next_due = self._maintainer.next_due()
             if next_due is not None:
                 wait = min(wait, max(0.01, next_due))
             self._bell.wait(bell, wait)
+            raced = 0
 
     def worker(self, handler: Handler, concurrency: int = 8, retry: Retry | None = None,
                grace: float = 30.0, batch: int = 1,
