@@ -22,8 +22,8 @@ whose ``c/ID`` vanished with its session, or outlived its time limit (``c/ID``'s
 holds it), is put back (attempts + 1) by any consumer.
 
 The parts, one job each: ``record`` (the record and its codec), ``layout`` (the keys),
-``put``, ``claim``, ``task`` (a claimed task and its claim), ``settle`` (ack, nack,
-extend, batched acks), ``maintenance`` (due delayed tasks, lost or timed-out claims,
+``put``, ``claim``, ``claims`` (what a claim is), ``task`` (a claimed task: ack,
+nack, extend, batched acks), ``maintenance`` (due delayed tasks, lost or timed-out claims,
 expired acked tasks), ``dead_letters``, ``bell``, ``browse`` (peek, purge), ``codec``
 (payloads as bytes or JSON), ``queue`` (``Queue``, whose ``get`` ties claiming, upkeep
 and waiting together) and ``worker`` (a handler run over the tasks).

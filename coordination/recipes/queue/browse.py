@@ -16,8 +16,7 @@ from ...backends.kv import Check, Delete, Entry, KeyValue, Op, OutcomeUnknown, P
 from . import layout
 from .layout import DELAYED_DEPTH, KEY_COUNTS, READY_DEPTH, QueueLayout
 from .record import TaskRecord, decode
-from .settle import Settler
-from .task import Task
+from .task import Settler, Task
 
 _BATCH = 25  # tasks per purge commit: etcd allows 128 operations per transaction
 _ROUNDS = 1000  # commits that failed a check before purge gives up on a listing

@@ -30,10 +30,10 @@ from ...backends.kv import (
     Version,
 )
 from . import layout, limits
+from .claims import Claim, claim_until, claim_value, limit_end
 from .layout import READY_DEPTH, QueueLayout
 from .record import TaskRecord, decode, encode, new_nonce
-from .settle import Settler
-from .task import Claim, Task, claim_until, claim_value, limit_end
+from .task import Settler, Task
 
 if TYPE_CHECKING:
     from ...backends.base import Backend

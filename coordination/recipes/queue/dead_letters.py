@@ -9,8 +9,7 @@ from . import layout
 from .bell import Bell
 from .layout import QueueLayout
 from .record import decode, encode
-from .settle import Settler
-from .task import Task
+from .task import Settler, Task
 
 _LIST_LIMIT = 10_000
 

@@ -25,10 +25,10 @@ from ...backends.kv import (
 )
 from . import layout, limits
 from .bell import Bell
+from .claims import claim_until
 from .layout import DELAYED_DEPTH, DONE_DEPTH, QueueLayout
 from .record import decode
-from .settle import requeue
-from .task import claim_until
+from .task import requeue
 
 if TYPE_CHECKING:
     from ...backends.base import Backend

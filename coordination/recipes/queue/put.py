@@ -4,7 +4,7 @@ new, so that a producer retrying after a lost reply stores nothing twice.
 A task without an ordering key goes straight to the ready (or delayed) index, up to
 ``_BATCH`` tasks a commit. A keyed task also joins its key's FIFO and bumps the key's
 count; only the first task of a key is indexed at once, the others wait their turn
-(``settle.Settler`` indexes the next one when a keyed task is acked).
+(``task.Settler`` indexes the next one when a keyed task is acked).
 """
 
 from __future__ import annotations

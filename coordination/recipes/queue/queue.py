@@ -14,13 +14,13 @@ from ..lock import check_timeout
 from .bell import Bell
 from .browse import Browser
 from .claim import Claimer
+from .claims import check_time_limit
 from .codec import Codec, codec_for
 from .dead_letters import DeadLetters
 from .layout import DELAYED_DEPTH, DONE_DEPTH, KIND, READY_DEPTH, QueueLayout
 from .maintenance import Maintainer
 from .put import Producer
-from .settle import Settler
-from .task import Task, check_time_limit
+from .task import Settler, Task
 from .worker import Handler, Retry, SettledCallback, Worker, WorkerStats
 
 if TYPE_CHECKING:
