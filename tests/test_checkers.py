@@ -148,3 +148,18 @@ def test_linearizability_of_mutex_histories() -> None:
     # An acquire that never returned may or may not have happened.
     crashed = [Op(1, "acquire", 0, None), Op(2, "acquire", 2, 3), Op(2, "release", 4, 5)]
     assert is_linearizable(crashed)
+
+
+def test_exclusive_delivery_pairs_a_batching_threads_claims_with_their_own_settles() -> None:
+    """A thread of a batching worker holds several claims at once, then settles them:
+    each settle belongs to its own task's claim (a later claim of the same thread must
+    not hide an earlier one's ack)."""
+    batch = [{"op": "claim", "pid": 7, "tid": 0, "id": f"t{i}", "token": 10, "t0": 1.0,
+              "t1": 1.0} for i in range(3)]
+    batch += [{"op": "ack", "pid": 7, "tid": 0, "id": f"t{i}", "token": 10, "ok": True,
+               "t0": 2.0, "t1": 2.1} for i in range(3)]
+    claims = checkers.queue_claims(batch)
+    assert [c["settle"]["id"] for c in claims] == ["t0", "t1", "t2"]
+    # So a second delivery of t0 while the batch held it is caught.
+    stolen = {"op": "claim", "pid": 8, "tid": 0, "id": "t0", "token": 11, "t0": 1.5, "t1": 1.5}
+    assert any("t0" in p for p in checkers.check_exclusive_delivery(batch + [stolen]))

@@ -115,20 +115,23 @@ def check_queue(events: list[Event], stats: dict[str, int], dead: set[str]) -> l
 
 
 def queue_claims(events: list[Event]) -> list[Event]:
-    """Every ``claim`` event, with its settle (the ``ack``/``nack`` that the same worker
-    thread recorded next, for the same task) under ``"settle"``, or None: the worker was
+    """Every ``claim`` event, with its settle (the ``ack``/``nack`` of the same task that
+    the same worker thread recorded next) under ``"settle"``, or None: the worker was
     killed before settling, or stopped first."""
     result: list[Event] = []
-    open_claims: dict[tuple[int, int], Event] = {}
+    # By thread and task: a thread of a batching worker holds several claims at once.
+    open_claims: dict[tuple[int, int, str], Event] = {}
     for event in events:
-        thread = (event.get("pid", 0), event.get("tid", 0))
+        if event["op"] not in ("claim", "ack", "nack"):
+            continue
+        held = (event.get("pid", 0), event.get("tid", 0), event["id"])
         if event["op"] == "claim":
             claim = {**event, "settle": None}
-            open_claims[thread] = claim
+            open_claims[held] = claim
             result.append(claim)
-        elif event["op"] in ("ack", "nack"):
-            opened = open_claims.pop(thread, None)
-            if opened is not None and opened["id"] == event["id"]:
+        else:
+            opened = open_claims.pop(held, None)
+            if opened is not None:
                 opened["settle"] = event
     return result
 
