@@ -302,8 +302,14 @@ def _consume_with_worker(record: Recorder, coord: coordination.Coordinator,
             raise _ChaosNack("chaos nack")
 
     def settled(task: coordination.Task, outcome: str) -> None:
-        op, t0 = ended.pop((task.id, task.token), ("nack", time.monotonic()))
-        ok = outcome in ("acked", "retried", "dead", "abandoned")
+        done = ended.pop((task.id, task.token), None)
+        if outcome == "abandoned" or done is None:  # given back at the stop, its handler
+            # still running: when that nack began is not known, so it vouches for nothing
+            record(op="nack", tid=threading.get_ident(), id=task.id, token=task.token,
+                   ok=None, t0=time.monotonic(), t1=time.monotonic())
+            return
+        op, t0 = done
+        ok = outcome in ("acked", "retried", "dead")
         record(op=op, tid=threading.get_ident(), id=task.id, token=task.token, ok=ok,
                **({} if ok else {"error": "ClaimLost"}), t0=t0, t1=time.monotonic())
 
