@@ -398,7 +398,7 @@ def test_flash_sale_demo_on_a_configured_cluster(cli: Run, url: str, tmp_path: P
 def test_module_and_console_script_agree() -> None:
     from coordination.cli import cli as group
 
-    assert set(group.commands) == {"cluster", "demo", "lock", "queue", "inspect"}
+    assert set(group.commands) == {"cluster", "demo", "lock", "queue", "worker", "inspect"}
     assert os.path.exists(Path(coordination.__file__).parent / "__main__.py")
 
 
