@@ -165,10 +165,36 @@ def _traffic(cluster: LocalCluster | None) -> tuple[float, float] | None:
 # --- queues -------------------------------------------------------------------------------
 
 
+class _Backlog:
+    """Producers hold back while more than ``bound`` tasks wait: a flow figure is then
+    the rate the queue sustains (as many taken as put), not how fast producers can fill
+    a queue whose consumers fall behind while their puts crowd out the takes."""
+
+    def __init__(self, bound: int) -> None:
+        self.bound = bound
+        self._waiting = 0
+        self._room = threading.Condition()
+
+    def wait_for_room(self, going: Callable[[], bool]) -> None:
+        with self._room:
+            while self._waiting > self.bound and going():
+                self._room.wait(0.05)
+
+    def put(self, n: int) -> None:
+        with self._room:
+            self._waiting += n
+
+    def taken(self, n: int) -> None:
+        with self._room:
+            self._waiting -= n
+            self._room.notify_all()
+
+
 def queue_flow(subject: Subject, producers: int, consumers: int, duration: float,
                reps: int) -> dict[str, Any]:
     """Producers put and consumers take (get + ack) at the same time, each with a
-    client of its own; puts/s and takes/s."""
+    client of its own, producers holding back while more than 4 tasks per consumer
+    wait (``_Backlog``); puts/s and takes/s."""
     puts, takes = [], []
     for _ in range(reps):
         put, took = _flow_rep(subject, producers, consumers, duration)
@@ -182,11 +208,14 @@ def _flow_rep(subject: Subject, producers: int, consumers: int, duration: float
     name = f"q{uuid.uuid4().hex[:8]}"
     made = [subject.make(name) for _ in range(producers + consumers)]
     counts = [0] * len(made)
+    backlog = _Backlog(4 * consumers)
 
     def producer(i: int) -> Loop:
         def run(going: Callable[[], bool]) -> None:
             while going():
+                backlog.wait_for_room(going)
                 made[i].put(b"order")
+                backlog.put(1)
                 counts[i] += 1
         return run
 
@@ -194,6 +223,7 @@ def _flow_rep(subject: Subject, producers: int, consumers: int, duration: float
         def run(going: Callable[[], bool]) -> None:
             while going():
                 if made[i].take():
+                    backlog.taken(1)
                     counts[i] += 1
         return run
 
@@ -208,9 +238,10 @@ def _flow_rep(subject: Subject, producers: int, consumers: int, duration: float
 
 def queue_flow_batched(subject: Subject, producers: int, consumers: int, put_batch: int,
                        take_batch: int, duration: float, reps: int) -> dict[str, Any]:
-    """End to end with batches: producers ``put_many`` ``put_batch`` tasks at a time,
-    consumers claim and ack up to ``take_batch`` at a time (``take_many``: for ours,
-    what ``consume(batch=...)`` does); tasks acked/s."""
+    """End to end with batches: producers ``put_many`` ``put_batch`` tasks at a time
+    (holding back while more than 4 batches per consumer wait), consumers claim and ack
+    up to ``take_batch`` at a time (``take_many``: for ours, what ``consume(batch=...)``
+    does); tasks acked/s."""
     takes = []
     for _ in range(reps):
         takes.append(_flow_batched_rep(subject, producers, consumers, put_batch, take_batch,
@@ -223,17 +254,22 @@ def _flow_batched_rep(subject: Subject, producers: int, consumers: int, put_batc
     name = f"q{uuid.uuid4().hex[:8]}"
     made = [subject.make(name) for _ in range(producers + consumers)]
     taken = [0] * consumers
+    backlog = _Backlog(4 * consumers * take_batch)
 
     def producer(i: int) -> Loop:
         def run(going: Callable[[], bool]) -> None:
             while going():
+                backlog.wait_for_room(going)
                 made[i].put_many([b"order"] * put_batch)
+                backlog.put(put_batch)
         return run
 
     def consumer(i: int) -> Loop:
         def run(going: Callable[[], bool]) -> None:
             while going():
-                taken[i] += made[producers + i].take_many(take_batch)
+                took = made[producers + i].take_many(take_batch)
+                backlog.taken(took)
+                taken[i] += took
         return run
 
     loops = [producer(i) for i in range(producers)] + [consumer(i) for i in range(consumers)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 import coordination
+from coordination.backends.etcd import dirs
 from coordination.backends.kv import Create, Delete
 from coordination.recipes.queue import limits as queue_module
 
@@ -84,3 +85,19 @@ def test_a_walk_pages_through_many_emptied_buckets(etcd) -> None:
     assert backend.kv.leaves(root, 4, 8) == leaves[39:]
     assert _markers(etcd, root) == [f"{root}.dirs/1/100", f"{root}.dirs/2/100/a",
                                     f"{root}.dirs/3/100/a/039"]
+
+
+def test_an_empty_index_costs_one_read_and_unmarked_leaves_are_still_found(etcd, monkeypatch) -> None:
+    backend = etcd.driver
+    root = backend.kv.root("queues", "empty") + "/r"
+    assert backend.kv.leaves(root, 4, 8) == []  # the first listing also reads the whole range
+    directories = backend.kv._dirs
+    reads = []
+    real = directories._range_keys
+    monkeypatch.setattr(directories, "_range_keys", lambda *a: reads.append(a) or real(*a))
+    assert backend.kv.leaves(root, 4, 8) == []
+    assert len(reads) == 1  # the markers of the first level only
+    old = [f"{root}/100/a/b/1"]
+    backend.kv.commit([], [Create(key) for key in old])  # no depth: no markers
+    monkeypatch.setattr(dirs, "_UNMARKED_EVERY", 0.0)  # as once the interval has passed
+    assert backend.kv.leaves(root, 4, 8) == old

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+import coordination
 from coordination import errors
+from coordination.backends.kv import Absent, Create, OutcomeUnknown
 from coordination.recipes.queue import Queue
 
 from .fake_backend import FakeBackend
@@ -231,3 +233,60 @@ def test_concurrent_batch_claims_hand_out_each_task_once(queues: Any) -> None:
         thread.join(60)
     assert sorted(seen) == sorted(put)  # each once
     assert queue.stats()["in_flight"] == 0 and len(queue) == 0
+
+
+def test_a_batch_claim_keeps_what_it_won_when_another_consumer_took_some(
+        queues: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    queue, other = queues("orders"), queues("orders")
+    put = queue.put_many([f"t{i}" for i in range(5)])
+    kv = queue._kv  # the store both queues share
+    real = kv.commit_each
+    taken: list[Any] = []
+
+    def another_consumer_first(commits: Any, session: Any = None) -> Any:
+        taken.append(other.get(timeout=0))  # between our read and our commit
+        return real(commits, session)
+
+    monkeypatch.setattr(kv, "commit_each", another_consumer_first)
+    won = queue.get_many(5, timeout=5)
+    monkeypatch.undo()
+    assert len(taken) == 1 and taken[0] is not None and taken[0].id == put[0]
+    assert [task.id for task in won] == put[1:]  # the rest, in one round trip
+    assert queue.ack_many([*won, taken[0]]) == []
+    assert len(queue) == 0 and queue.stats()["in_flight"] == 0
+
+
+@pytest.mark.integration
+def test_commit_each_applies_each_commit_on_its_own(coord: coordination.Coordinator) -> None:
+    kv = coord.driver.kv
+    root = kv.root("queues", "each")
+    assert kv.commit([], [Create(f"{root}/taken", b"x")]) is not None
+    stamps = kv.commit_each([
+        ([Absent(f"{root}/a")], [Create(f"{root}/a", b"1")]),
+        ([Absent(f"{root}/taken")], [Create(f"{root}/b", b"2")]),  # its check fails
+        ([], [Create(f"{root}/r/100/1", b"3", depth=2)]),  # a leaf (etcd: with markers)
+    ])
+    assert stamps[0] is not None and stamps[1] is None and stamps[2] is not None
+    assert kv.get(f"{root}/a").value == b"1" and kv.get(f"{root}/b") is None
+    assert kv.leaves(f"{root}/r", 2, 5) == [f"{root}/r/100/1"]
+
+
+def test_a_batch_claim_whose_reply_was_lost_keeps_the_claims_that_applied(
+        queues: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    queue, other = queues("orders"), queues("orders")
+    put = queue.put_many([f"t{i}" for i in range(4)])
+    kv = queue._kv
+    real = kv.commit_each
+    taken: list[Any] = []
+
+    def applied_but_reply_lost(commits: Any, session: Any = None) -> Any:
+        taken.append(other.get(timeout=0))  # one of them goes to another consumer
+        real(commits, session)
+        raise OutcomeUnknown("reply lost (injected)")
+
+    monkeypatch.setattr(kv, "commit_each", applied_but_reply_lost)
+    won = queue.get_many(4, timeout=5)
+    monkeypatch.undo()
+    assert [task.id for task in won] == put[1:]  # read back: ours, and not the other's
+    assert queue.ack_many([*won, taken[0]]) == []
+    assert len(queue) == 0 and queue.stats()["in_flight"] == 0

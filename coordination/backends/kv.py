@@ -112,6 +112,15 @@ class KeyValue(abc.ABC):
         a check failed. Ephemeral creates belong to ``session``. Raises
         ``OutcomeUnknown`` if the reply was lost (the commit may have applied)."""
 
+    def commit_each(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
+                    session: Session | None = None) -> list[int | None]:
+        """Apply each ``(checks, ops)`` on its own, as ``commit`` would one after the
+        other, in as few round trips as the backend allows (etcd: one transaction of
+        nested transactions; ZooKeeper: pipelined ``multi``s): for each, its stamp or
+        None if one of its checks failed. The commits must not touch the same keys.
+        Raises ``OutcomeUnknown`` if a reply was lost (any of them may have applied)."""
+        return [self.commit(checks, ops, session) for checks, ops in commits]
+
     @abc.abstractmethod
     def written_version(self, stamp: int, before: Entry | None) -> int:
         """The version a ``Version`` check would now compare for a key that the commit

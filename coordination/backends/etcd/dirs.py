@@ -22,6 +22,7 @@ answer (one read, spanning only what lies before the head bucket's end).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 from pyetcd import etcdrpc
@@ -31,6 +32,8 @@ from ..kv import Create, Op
 
 #: Markers read per request while walking one directory level.
 _PAGE = 16
+#: Seconds between two reads of an index found empty for leaves without markers.
+_UNMARKED_EVERY = 5.0
 #: Reads ``[start, end)``, keys only, at most ``limit`` (0: all); the keys, in order.
 RangeKeys = Callable[[bytes, bytes, int], list[bytes]]
 #: Runs a transaction; whether it succeeded.
@@ -88,6 +91,7 @@ class Directories:
         self._range_keys = range_keys
         self._txn = txn
         self._heads: dict[str, list[str]] = {}
+        self._unmarked_checked: dict[str, float] = {}  # root -> when last read whole
 
     def leaves(self, root: str, depth: int, limit: int) -> list[str]:
         """Up to ``limit`` first leaves in key order (fewer only if the head bucket
@@ -100,9 +104,11 @@ class Directories:
                                                   limit))
         if not found:
             self._walk(root, [], depth, limit, found)
-        if not found:
+        if not found and time.monotonic() >= self._unmarked_checked.get(root, 0.0) + _UNMARKED_EVERY:
             # Leaves written without markers (by a version before these directories)
-            # are found, and indexed, here; an empty index costs one empty read.
+            # are found, and indexed, here; not at every listing, so that an empty
+            # index mostly costs one empty read.
+            self._unmarked_checked[root] = time.monotonic()
             found = self._decode(self._range_keys(start, prefix_range_end(start), limit))
             if found:
                 self._txn(etcdrpc.TxnRequest(success=marker_ops(

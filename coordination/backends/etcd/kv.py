@@ -71,6 +71,23 @@ class EtcdKV(KeyValue):
             raise OutcomeUnknown(str(exc)) from None
         return reply.header.revision if reply.succeeded else None
 
+    def commit_each(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
+                    session: Session | None = None) -> list[int | None]:
+        # etcd checks a nested transaction against what the outer one leaves of its
+        # 128 operations: one outer op per commit, the directory markers after them.
+        nested = [etcdrpc.RequestOp(request_txn=etcdrpc.TxnRequest(
+            compare=[_compare(check) for check in checks],
+            success=[_request(op, session) for op in ops])) for checks, ops in commits]
+        markers = marker_ops([op for _checks, ops in commits for op in ops])
+        try:
+            reply = self._conn.txn(session, etcdrpc.TxnRequest(success=nested + markers),
+                                   timeout=0)
+        except BackendUnavailable as exc:
+            raise OutcomeUnknown(str(exc)) from None
+        revision = reply.header.revision
+        return [revision if response.response_txn.succeeded else None
+                for response in reply.responses[:len(commits)]]
+
     def next_write(self, key: str, version: int) -> bytes | None:
         # The watch replays the key's history from the revision after ``version``; a
         # write that came is there at once, so RPC_TIMEOUT without one means none came.

@@ -100,6 +100,35 @@ class ZooKeeperKV(KeyValue):
                     self._ensure_parent(op.key)
         return None
 
+    def commit_each(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
+                    session: Session | None = None) -> list[int | None]:
+        for checks, ops in commits:
+            for key in [op.key for op in ops if isinstance(op, Create)] + [
+                    c.key for c in checks if isinstance(c, Absent)]:
+                self._ensure_parent(key)
+        if session is not None:
+            session.check()
+
+        def send_all() -> list[tuple[Any, list[Any], int | None]]:
+            sent = []
+            for checks, ops in commits:  # one session's requests apply in order sent
+                txn = self._conn.client.transaction()
+                update_at = _build(txn, checks, ops)
+                sent.append((txn, txn.commit_async(), update_at))
+            return [(txn, result.get(), update_at) for txn, result, update_at in sent]
+
+        try:  # once: a commit sent again could apply twice
+            replies = self._conn.call(session, send_all, retry=False)
+        except (BackendUnavailable, SessionLost) as exc:
+            raise OutcomeUnknown(str(exc)) from None
+        stamps: list[int | None] = []
+        for (checks, ops), (txn, results, update_at) in zip(commits, replies):
+            try:
+                stamps.append(self._outcome(txn, results, update_at))
+            except _ParentGone:
+                stamps.append(self.commit(checks, ops, session))
+        return stamps
+
     def _multi(self, checks: Sequence[Check], ops: Sequence[Op],
                session: Session | None) -> int | None:
         if session is not None:

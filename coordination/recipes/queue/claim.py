@@ -14,6 +14,7 @@ import math
 import random
 import threading
 import time
+import zlib
 from typing import TYPE_CHECKING
 
 from ...backends.kv import (
@@ -42,9 +43,12 @@ if TYPE_CHECKING:
 _SPREAD = 8  # consumers pick among this many first ready tasks
 _SPREAD_CONTENDED = 32  # ... and among this many after losing races
 _TRIES = 4  # claims one next() tries before it lets the caller look again
-_WIDEN = 4  # contended batch claimers pick a window of n among this many times n
-_BATCH_ROUNDS = 3  # commits of one batch claim that lost a race, before it gives up
+_WINDOW = 16  # contended batch claimers list this many times n, cut into lanes (see _pick)
 _CONTENDED_FOR = 1.0  # seconds a consumer spreads its claims after losing a race
+
+
+def _lane_of(ready_key: str, lanes: int) -> int:
+    return zlib.crc32(layout.leaf(ready_key)[1].encode()) % lanes
 
 
 class _Claiming:
@@ -128,18 +132,18 @@ class Claimer:
 
     def next_many(self, n: int, time_limit: float | None) -> list[Task]:
         """Claim up to ``n`` ready tasks, ``limits.BATCH`` a commit; [] if there are
-        none. Uncontended, the first ``n`` in delivery order; after lost races, a random
-        window of the first ``_WIDEN * n``, so that batch claimers do not all race for
-        the same head. A batch whose commit fails (another consumer took some of it) is
-        tried again with what is still ready, read back in one round trip."""
+        none. Uncontended, the first ``n`` in delivery order; after lost races, ``n`` of
+        the first ``_WINDOW * n`` (see ``_pick``), so that batch claimers do not all race
+        for the same head. Each task's claim applies on its own, ``limits.BATCH`` claims a
+        round trip: those that another consumer took meanwhile are left out, so fewer
+        than ``n`` may come back while more are ready."""
         self._local.raced = False
         contended = time.monotonic() < self._contended_until
-        ready = self._kv.leaves(self._keys.ready_root, READY_DEPTH, n * _WIDEN if contended else n)
+        ready = self._kv.leaves(self._keys.ready_root, READY_DEPTH, n * _WINDOW if contended else n)
         if not ready:
             return []
         if len(ready) > n:
-            start = random.randrange(len(ready) - n + 1)
-            ready = ready[start:start + n]
+            ready = self._pick(ready, n)
         entries = self._kv.get_many([self._record_of(key) for key in ready])
         tasks: list[Task] = []
         batch: list[tuple[str, Entry]] = []
@@ -156,34 +160,52 @@ class Claimer:
             tasks += self._claim_batch(batch, time_limit)
         return tasks
 
+    def _pick(self, ready: list[str], n: int) -> list[str]:
+        """``n`` of the listed ``ready`` keys, in their order: those of this thread's lane
+        first, then others at random. The listing is cut into ``len(ready) // n`` lanes
+        of about ``n`` tasks each (by a hash of the task id); a thread holds a place
+        in [0, 1) that says which lane is its own, and moves when it loses a race in
+        its lane, so concurrent batch claimers soon hold lanes of their own and rarely
+        want the same task. A lane nobody holds still moves: its tasks age to the head
+        of the listing, and fill the others' batches."""
+        lanes = max(1, len(ready) // n)
+        lane = int(self._place() * lanes)
+        mine = [i for i, key in enumerate(ready) if _lane_of(key, lanes) == lane][:n]
+        if len(mine) < n:
+            others = [i for i, key in enumerate(ready) if _lane_of(key, lanes) != lane]
+            mine += random.sample(others, min(n - len(mine), len(others)))
+        self._local.lane = (lane, lanes)
+        return [ready[i] for i in sorted(mine)]
+
+    def _place(self) -> float:
+        place = getattr(self._local, "place", None)
+        if place is None:
+            place = self._local.place = random.random()
+        return place
+
     def _claim_batch(self, batch: list[tuple[str, Entry]], time_limit: float | None) -> list[Task]:
+        """Claim each task of ``batch`` on its own terms, all in one round trip: the
+        ones another consumer took meanwhile are left out, the others are ours."""
         session = self._backend.session()
-        for _round in range(_BATCH_ROUNDS):
-            claims = [claim for ready_key, entry in batch
-                      if (claim := self._claim_ops(ready_key, entry, time_limit)) is not None]
-            if not claims:
-                return []
-            checks = [check for claim in claims for check in claim.checks(session)]
-            ops = [op for claim in claims for op in claim.ops(session)]
-            try:
-                stamp = self._kv.commit(checks, ops, session)
-            except OutcomeUnknown:
-                return [task for claim in claims
-                        if (task := self._claimed_by_us(claim.task_id, claim.nonce, session))]
-            if stamp is not None:
-                return [claim.task(self._settler, self._kv, session, stamp) for claim in claims]
+        claims = [claim for ready_key, entry in batch
+                  if (claim := self._claim_ops(ready_key, entry, time_limit)) is not None]
+        if not claims:
+            return []
+        try:
+            stamps = self._kv.commit_each(
+                [(claim.checks(session), claim.ops(session)) for claim in claims], session)
+        except OutcomeUnknown:
+            return [task for claim in claims
+                    if (task := self._claimed_by_us(claim.task_id, claim.nonce, session))]
+        if None in stamps:
             self._local.raced = True
             self._contended_until = time.monotonic() + _CONTENDED_FOR
-            batch = self._still_ready(batch)
-        return []
-
-    def _still_ready(self, batch: list[tuple[str, Entry]]) -> list[tuple[str, Entry]]:
-        """The tasks of ``batch`` whose ready keys are still there, with their records as
-        they are now (one round trip)."""
-        found = self._kv.get_many([key for key, _ in batch] + [entry.key for _, entry in batch])
-        listed, records = found[:len(batch)], found[len(batch):]
-        return [(key, record) for (key, _), ready, record in zip(batch, listed, records)
-                if ready is not None and record is not None]
+            lane, lanes = getattr(self._local, "lane", (None, 1))
+            if any(stamp is None and _lane_of(claim.ready_key, lanes) == lane
+                   for claim, stamp in zip(claims, stamps)):
+                self._local.place = random.random()  # another consumer works this lane
+        return [claim.task(self._settler, self._kv, session, stamp)
+                for claim, stamp in zip(claims, stamps) if stamp is not None]
 
     def _claim_ops(self, ready_key: str, entry: Entry, time_limit: float | None) -> _Claiming | None:
         record, data = decode(entry.value)

@@ -98,9 +98,10 @@ class Maintainer:
     def reap(self) -> None:
         """Put back the tasks whose claim vanished with its worker's session, or whose
         claim's time limit has passed."""
-        for flight in self._kv.leaves(self._keys.in_flight_root, 1, _REAP_BATCH):
-            task_id = layout.last(flight)
-            held = self._kv.get(self._keys.claim(task_id))
+        flights = self._kv.leaves(self._keys.in_flight_root, 1, _REAP_BATCH)
+        ids = [layout.last(flight) for flight in flights]
+        claims = self._kv.get_many([self._keys.claim(task_id) for task_id in ids])
+        for flight, task_id, held in zip(flights, ids, claims):
             if held is not None:
                 until = claim_until(held.value)
                 if until and time.time_ns() > until:
