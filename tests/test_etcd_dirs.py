@@ -4,6 +4,8 @@ bucket that is refilled keeps its marker, and leaves without markers are still f
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import coordination
@@ -12,6 +14,16 @@ from coordination.backends.kv import Create, Delete
 from coordination.recipes.queue import limits as queue_module
 
 pytestmark = pytest.mark.integration
+
+
+def _count_reads(directories: Any, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The round trips of ``directories``' reads from now on, as a list that grows."""
+    reads: list[Any] = []
+    for name in ("_range_keys", "_read_ranges"):
+        real = getattr(directories, name)
+        monkeypatch.setattr(directories, name,
+                            lambda *a, real=real: reads.append(a) or real(*a))
+    return reads
 
 
 @pytest.fixture
@@ -91,13 +103,43 @@ def test_an_empty_index_costs_one_read_and_unmarked_leaves_are_still_found(etcd,
     backend = etcd.driver
     root = backend.kv.root("queues", "empty") + "/r"
     assert backend.kv.leaves(root, 4, 8) == []  # the first listing also reads the whole range
-    directories = backend.kv._dirs
-    reads = []
-    real = directories._range_keys
-    monkeypatch.setattr(directories, "_range_keys", lambda *a: reads.append(a) or real(*a))
+    reads = _count_reads(backend.kv._dirs, monkeypatch)
     assert backend.kv.leaves(root, 4, 8) == []
     assert len(reads) == 1  # the markers of the first level only
     old = [f"{root}/100/a/b/1"]
     backend.kv.commit([], [Create(key) for key in old])  # no depth: no markers
     monkeypatch.setattr(dirs, "_UNMARKED_EVERY", 0.0)  # as once the interval has passed
     assert backend.kv.leaves(root, 4, 8) == old
+
+
+def test_when_the_head_bucket_empties_the_listing_walks_on_from_its_siblings(
+        etcd, monkeypatch) -> None:
+    backend = etcd.driver
+    root = backend.kv.root("queues", "siblings") + "/r"
+    first, second = f"{root}/100/a/001/1", f"{root}/100/a/002/2"
+    backend.kv.commit([], [Create(first, depth=4), Create(second, depth=4)])
+    assert backend.kv.leaves(root, 4, 1) == [first]  # its bucket is now the head
+    backend.kv.commit([], [Delete(first)])
+    reads = _count_reads(backend.kv._dirs, monkeypatch)
+    assert backend.kv.leaves(root, 4, 8) == [second]
+    # The old head (empty), its next sibling's marker, that bucket: not a walk from the root.
+    assert len(reads) == 3
+    assert _markers(etcd, root) == [f"{root}.dirs/1/100", f"{root}.dirs/2/100/a",
+                                    f"{root}.dirs/3/100/a/002"]
+
+
+def test_a_listing_never_reads_from_the_start_of_a_busy_index(etcd, monkeypatch) -> None:
+    """etcd visits every key deleted in a range since the last compaction: a listing
+    that read from the index's start would grow slower with every task handed out."""
+    backend = etcd.driver
+    root = backend.kv.root("queues", "history") + "/r"
+    early, late = f"{root}/100/a/001/1", f"{root}/100/a/002/2"
+    backend.kv.commit([], [Create(early, depth=4), Create(late, depth=4)])
+    assert backend.kv.leaves(root, 4, 1) == [early]
+    reads = _count_reads(backend.kv._dirs, monkeypatch)
+    assert backend.kv.leaves(root, 4, 1) == [early]
+    [(ranges,)] = reads  # one round trip: a marker before the head's? the head's leaves
+    assert all(not start.startswith(f"{root}/".encode()) or start == f"{root}/100/a/001/".encode()
+               for start, _end, _limit in ranges)
+    backend.kv.commit([], [Create(f"{root}/090/a/001/0", depth=4)])  # a higher priority
+    assert backend.kv.leaves(root, 4, 1) == [f"{root}/090/a/001/0"]

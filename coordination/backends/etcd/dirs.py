@@ -1,7 +1,8 @@
 """Directories for etcd, so that a listing of the first keys of a deep index stays cheap.
 
-etcd 3.4 serves a ranged read by visiting every key in the range, even with a limit: the
-first ready task of a queue holding a million would cost a million-key visit. The queue
+etcd 3.4 serves a ranged read by visiting every key in the range, even with a limit, and
+every key deleted there since the last compaction: the first ready task of a queue holding
+a million, or that handed out a million since, would cost a million-key visit. The queue
 lists its indexes with ``kv.leaves(root, depth, limit)`` over keys
 ``ROOT/D1/.../D(depth-1)/LEAF`` whose directories are time buckets; ZooKeeper has real
 directories, etcd gets these markers::
@@ -15,9 +16,11 @@ then reads one bucket's leaves. A directory found empty loses its marker in a co
 checks the leaf range is still empty, so a concurrent create either sees the marker
 gone and writes it again, or makes the check fail.
 
-The last head directory of each root is remembered: a read of ``[ROOT/, end of that
-directory)`` returns a prefix of the key order, so when it is not empty it is the
-answer (one read, spanning only what lies before the head bucket's end).
+The last head directory of each root is remembered. The next listing reads, in one
+round trip, that directory's leaves and whether a marker of a directory before it exists
+(a leaf put before the head: a higher priority, a task put back); if none does and the
+head holds leaves, they are the answer. A head found empty is pruned and the walk goes
+on from its next sibling, then one level up at a time.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ _PAGE = 16
 _UNMARKED_EVERY = 5.0
 #: Reads ``[start, end)``, keys only, at most ``limit`` (0: all); the keys, in order.
 RangeKeys = Callable[[bytes, bytes, int], list[bytes]]
+#: Reads several ``(start, end, limit)`` ranges, keys only, in one round trip.
+ReadRanges = Callable[[Sequence[tuple[bytes, bytes, int]]], list[list[bytes]]]
 #: Runs a transaction; whether it succeeded.
 Txn = Callable[[etcdrpc.TxnRequest], bool]
 
@@ -87,8 +92,9 @@ def marker_ops(ops: Sequence[Op]) -> list[etcdrpc.RequestOp]:
 class Directories:
     """Listings of ``kv.leaves`` over marked directories (see the module doc)."""
 
-    def __init__(self, range_keys: RangeKeys, txn: Txn) -> None:
+    def __init__(self, range_keys: RangeKeys, read_ranges: ReadRanges, txn: Txn) -> None:
         self._range_keys = range_keys
+        self._read_ranges = read_ranges
         self._txn = txn
         self._heads: dict[str, list[str]] = {}
         self._unmarked_checked: dict[str, float] = {}  # root -> when last read whole
@@ -99,11 +105,22 @@ class Directories:
         head = self._heads.get(root)
         start = _leaf_prefix(root, [])
         found: list[str] = []
-        if head is not None:
-            found = self._decode(self._range_keys(start, prefix_range_end(_leaf_prefix(root, head)),
-                                                  limit))
-        if not found:
+        if head is None:
             self._walk(root, [], depth, limit, found)
+        else:
+            # Never a read from the index's start: etcd would visit every key deleted
+            # there since the last compaction. Whether a directory before the head's got
+            # a leaf (a higher priority, a task put back) says a marker.
+            head_leaves = _leaf_prefix(root, head)
+            earlier, in_head = self._read_ranges([
+                (_markers_under(root, [], depth - 1), _marker(root, head), 1),
+                (head_leaves, prefix_range_end(head_leaves), limit)])
+            if earlier:
+                self._walk(root, [], depth, limit, found)
+            else:
+                found = self._decode(in_head)
+                if not found:
+                    self._walk_on(root, head, depth, limit, found)
         if not found and time.monotonic() >= self._unmarked_checked.get(root, 0.0) + _UNMARKED_EVERY:
             # Leaves written without markers (by a version before these directories)
             # are found, and indexed, here; not at every listing, so that an empty
@@ -119,14 +136,27 @@ class Directories:
             self._heads.pop(root, None)
         return found
 
+    def _walk_on(self, root: str, head: list[str], depth: int, limit: int,
+                 found: list[str]) -> None:
+        """Walk on from directory ``head``, found to hold no leaf, as nothing lies before
+        it: its next siblings first, then one level up at a time (in a flowing queue
+        the next bucket is usually a sibling: two reads, not a walk from the root)."""
+        for level in range(len(head), 0, -1):
+            self._prune(root, head[:level], depth)
+            self._walk(root, head[:level - 1], depth, limit, found, after=head[level - 1])
+            if found:
+                return
+
     def _walk(self, root: str, parents: list[str], depth: int, limit: int,
-              found: list[str]) -> None:
+              found: list[str], after: str | None = None) -> None:
+        """Find leaves under directory ``parents``, in its children after ``after``
+        (all if None), pruning the children found empty."""
         if len(parents) == depth - 1:
             prefix = _leaf_prefix(root, parents)
             found += self._decode(self._range_keys(prefix, prefix_range_end(prefix),
                                                    limit - len(found)))
             return
-        for name in self._children(_markers_under(root, parents, len(parents) + 1)):
+        for name in self._children(_markers_under(root, parents, len(parents) + 1), after):
             child = [*parents, name]
             before = len(found)
             self._walk(root, child, depth, limit, found)
@@ -135,10 +165,12 @@ class Directories:
             if len(found) == before:
                 self._prune(root, child, depth)
 
-    def _children(self, prefix: bytes) -> Iterator[str]:
-        """The directory names marked under ``prefix``, in order, a page at a time (a
-        walk usually stops at the first)."""
+    def _children(self, prefix: bytes, after: str | None = None) -> Iterator[str]:
+        """The directory names marked under ``prefix`` (after ``after``), in order, a
+        page at a time (a walk usually stops at the first)."""
         start, end = prefix, prefix_range_end(prefix)
+        if after is not None:
+            start = prefix + after.encode() + b"\0"
         while True:
             page = self._range_keys(start, end, _PAGE)
             yield from (marker[len(prefix):].decode() for marker in page)

@@ -34,7 +34,7 @@ class EtcdKV(KeyValue):
     def __init__(self, connection: Connection, recipe_root: str) -> None:
         self._conn = connection
         self._recipe_root = recipe_root  # /NAMESPACE
-        self._dirs = Directories(self._range_keys, self._index_txn)
+        self._dirs = Directories(self._range_keys, self._read_ranges, self._index_txn)
 
     def root(self, kind: str, name: str) -> str:
         """Names are percent-encoded: the prefix of ``a`` holds no key of ``ab``, ``a/b``."""
@@ -116,6 +116,13 @@ class EtcdKV(KeyValue):
         reply = self._conn.range(None, etcdrpc.RangeRequest(
             key=start, range_end=end, limit=limit, keys_only=True))
         return [kv.key for kv in reply.kvs]
+
+    def _read_ranges(self, ranges: Sequence[tuple[bytes, bytes, int]]) -> list[list[bytes]]:
+        reply = self._conn.txn(None, etcdrpc.TxnRequest(success=[
+            etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(
+                key=start, range_end=end, limit=limit, keys_only=True))
+            for start, end, limit in ranges]))
+        return [[kv.key for kv in response.response_range.kvs] for response in reply.responses]
 
     def _index_txn(self, request: etcdrpc.TxnRequest) -> bool:
         """One attempt at an index upkeep transaction; a failure is left for later."""
