@@ -13,13 +13,15 @@ from .config import Config
 from .recipes.counter import Counter
 from .recipes.election import Election, Observer
 from .recipes.lock import Lock
+from .recipes.multilock import MultiLock
 from .recipes.queue import Queue, Retry, Task, Worker
 from .recipes.rwlock import ReadLock, RWLock, WriteLock
 from .recipes.semaphore import Permit, Semaphore
 from .session import SessionState
 
 __all__ = [
-    "Config", "Coordinator", "Counter", "Election", "Lock", "Observer", "Permit", "Queue",
+    "Config", "Coordinator", "Counter", "Election", "Lock", "MultiLock", "Observer", "Permit",
+    "Queue",
     "RWLock", "ReadLock", "Retry", "Semaphore", "SessionState", "Task", "Worker", "WriteLock",
     "connect", "errors",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
@@ -12,6 +13,7 @@ from .errors import ConfigError
 from .recipes.counter import Counter
 from .recipes.election import Election
 from .recipes.lock import Lock
+from .recipes.multilock import MultiLock
 from .recipes.queue import Queue
 from .recipes.queue.codec import Codec
 from .recipes.rwlock import RWLock
@@ -100,6 +102,14 @@ class Coordinator:
             self._backend, name, timeout, raw_prefix=raw_prefix, identifier=identifier,
             node_style=node_style, reentrant=reentrant,
         )
+
+    def multi_lock(self, names: Iterable[str], timeout: float | None = None) -> MultiLock:
+        """All the locks of ``names`` or none, taken in one global order so that
+        multi-locks over overlapping names never deadlock; ``held.tokens[name]`` is each
+        name's fencing token. The same locks as ``lock(name)``. ``timeout`` is the
+        default for ``with``."""
+        self._backend.check_open()
+        return MultiLock(lambda name: Lock(self._backend, name), names, timeout)
 
     def counter(self, name: str) -> Counter:
         """A linearizable integer, 0 until written (see :mod:`coordination.recipes.counter`)."""
