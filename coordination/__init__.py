@@ -17,12 +17,14 @@ from .recipes.multilock import MultiLock
 from .recipes.queue import Queue, Retry, Task, Worker
 from .recipes.rwlock import ReadLock, RWLock, WriteLock
 from .recipes.semaphore import Permit, Semaphore
+from .recipes.statemachine import Snapshot, StateRecord
 from .session import SessionState
 
 __all__ = [
     "Config", "Coordinator", "Counter", "Election", "Lock", "MultiLock", "Observer", "Permit",
     "Queue",
-    "RWLock", "ReadLock", "Retry", "Semaphore", "SessionState", "Task", "Worker", "WriteLock",
+    "RWLock", "ReadLock", "Retry", "Semaphore", "SessionState", "Snapshot", "StateRecord",
+    "Task", "Worker", "WriteLock",
     "connect", "errors",
 ]
 __version__ = "0.1.0"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -18,6 +18,7 @@ from .recipes.queue import Queue
 from .recipes.queue.codec import Codec
 from .recipes.rwlock import RWLock
 from .recipes.semaphore import Semaphore
+from .recipes.statemachine import StateRecord
 from .session import Listener, SessionState
 
 
@@ -110,6 +111,14 @@ class Coordinator:
         default for ``with``."""
         self._backend.check_open()
         return MultiLock(lambda name: Lock(self._backend, name), names, timeout)
+
+    def record(self, name: str, transitions: Mapping[str, Iterable[str]],
+               history: int = 10) -> StateRecord:
+        """A record that moves only along ``transitions`` (state -> allowed next states),
+        each move a compare-and-set with a fencing token (see
+        :mod:`coordination.recipes.statemachine`)."""
+        self._backend.check_open()
+        return StateRecord(self._backend, name, transitions, history)
 
     def counter(self, name: str) -> Counter:
         """A linearizable integer, 0 until written (see :mod:`coordination.recipes.counter`)."""

@@ -129,3 +129,16 @@ class BoundExceeded(CoordinationError, ValueError):
 class PermitsMismatch(InvalidArgument):
     """A semaphore was opened with another ``permits`` than the one its name was first
     used with (every client of one semaphore must agree); nothing was changed."""
+
+
+# --- state records -----------------------------------------------------------------------
+
+
+class Conflict(CoordinationError):
+    """A record was not in the state the write expected (or did not exist, or existed
+    already); nothing was changed."""
+
+
+class InvalidTransition(CoordinationError, ValueError):
+    """A transition that the record's declared transitions do not allow from its
+    current state; nothing was changed."""
