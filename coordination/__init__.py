@@ -12,6 +12,7 @@ from .client import Coordinator, connect
 from .config import Config
 from .recipes.counter import Counter
 from .recipes.election import Election, Observer
+from .recipes.inventory import Hold, Inventory
 from .recipes.lock import Lock
 from .recipes.multilock import MultiLock
 from .recipes.queue import Queue, Retry, Task, Worker
@@ -21,7 +22,8 @@ from .recipes.statemachine import Snapshot, StateRecord
 from .session import SessionState
 
 __all__ = [
-    "Config", "Coordinator", "Counter", "Election", "Lock", "MultiLock", "Observer", "Permit",
+    "Config", "Coordinator", "Counter", "Election", "Hold", "Inventory", "Lock", "MultiLock",
+    "Observer", "Permit",
     "Queue",
     "RWLock", "ReadLock", "Retry", "Semaphore", "SessionState", "Snapshot", "StateRecord",
     "Task", "Worker", "WriteLock",

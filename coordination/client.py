@@ -12,6 +12,7 @@ from .config import Config
 from .errors import ConfigError
 from .recipes.counter import Counter
 from .recipes.election import Election
+from .recipes.inventory import Inventory
 from .recipes.lock import Lock
 from .recipes.multilock import MultiLock
 from .recipes.queue import Queue
@@ -111,6 +112,12 @@ class Coordinator:
         default for ``with``."""
         self._backend.check_open()
         return MultiLock(lambda name: Lock(self._backend, name), names, timeout)
+
+    def inventory(self, name: str) -> Inventory:
+        """Stock with all-or-none reservations that expire by themselves (see
+        :mod:`coordination.recipes.inventory`)."""
+        self._backend.check_open()
+        return Inventory(self._backend, name)
 
     def record(self, name: str, transitions: Mapping[str, Iterable[str]],
                history: int = 10) -> StateRecord:

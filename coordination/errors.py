@@ -142,3 +142,22 @@ class Conflict(CoordinationError):
 class InvalidTransition(CoordinationError, ValueError):
     """A transition that the record's declared transitions do not allow from its
     current state; nothing was changed."""
+
+
+# --- inventory ---------------------------------------------------------------------------
+
+
+class OutOfStock(CoordinationError):
+    """A reservation that some of its lines cannot get; nothing was reserved.
+    ``short`` maps each such SKU to ``(units wanted, units available)``."""
+
+    def __init__(self, short: dict[str, tuple[int, int]]) -> None:
+        self.short = short
+        lines = ", ".join(f"{sku}: {want} wanted, {left} available"
+                          for sku, (want, left) in sorted(short.items()))
+        super().__init__(f"out of stock ({lines})")
+
+
+class HoldExpired(CoordinationError):
+    """A hold that expired (its stock went back to available) before it was confirmed
+    or released; nothing was changed."""

@@ -1,0 +1,136 @@
+"""Inventory with reservations (coordination/recipes/inventory.py), against every backend:
+a cart gets all its lines or none, holds end exactly once (confirmed, released or
+expired, whoever notices first, even with their maker gone), no SKU is ever oversold,
+and available + reserved + sold always equals the stock set."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+
+import coordination
+from coordination import errors
+from coordination.backends.kv import OutcomeUnknown
+
+from .helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _total(inv: coordination.Inventory, sku: str) -> int:
+    return sum(inv.levels(sku))
+
+
+def test_a_cart_reserves_every_line_or_none(coord: coordination.Coordinator) -> None:
+    inv = coord.inventory("stock")
+    inv.set({"sku-1": 5, "sku-7": 1})
+    hold = inv.reserve({"sku-1": 2, "sku-7": 1}, ttl=60)
+    assert inv.levels("sku-1") == (3, 2, 0) and inv.levels("sku-7") == (0, 1, 0)
+    with pytest.raises(errors.OutOfStock) as short:
+        inv.reserve({"sku-1": 2, "sku-7": 1, "sku-9": 1})
+    assert short.value.short == {"sku-7": (1, 0), "sku-9": (1, 0)}  # named, and why
+    assert inv.levels("sku-1") == (3, 2, 0)  # its line was not taken either
+    hold.confirm()
+    assert inv.levels("sku-1") == (3, 0, 2) and inv.levels("sku-7") == (0, 0, 1)
+    with pytest.raises(errors.Conflict):
+        hold.release()  # confirmed already: nothing changes
+    again = inv.reserve({"sku-1": 3})
+    again.release()
+    assert inv.levels("sku-1") == (3, 0, 2)
+    inv.set({"sku-1": 10})  # restock: the total, whatever is reserved or sold
+    assert inv.levels("sku-1") == (8, 0, 2)
+    with pytest.raises(errors.InvalidArgument):
+        inv.set({"sku-1": 1})  # less than sold
+
+
+def test_an_abandoned_hold_gives_its_stock_back_once_without_its_maker(
+        coord: coordination.Coordinator, connect) -> None:
+    maker = connect()
+    inv = maker.inventory("stock")
+    inv.set({"sku-1": 2})
+    hold = inv.reserve({"sku-1": 2}, ttl=0.5)
+    maker.close()  # the process that made it is gone
+    others = [connect().inventory("stock") for _ in range(3)]
+    wait_for(lambda: others[0].available("sku-1") == 2, timeout=10)
+    assert sum(other.sweep() for other in others) == 0  # returned once, not again
+    assert others[1].levels("sku-1") == (2, 0, 0)
+    with pytest.raises(errors.HoldExpired):
+        coord.inventory("stock").settle(hold.id, "confirmed")
+
+
+def test_concurrent_carts_never_oversell_and_every_unit_is_accounted_for(
+        coord: coordination.Coordinator, connect) -> None:
+    skus = {"a": 6, "b": 4, "c": 3}
+    coord.inventory("flash").set(skus)
+    outcomes: list[str] = []
+    guard = threading.Lock()
+
+    def buyer(seed: int) -> None:
+        rng = random.Random(seed)
+        inv = connect().inventory("flash")
+        for _ in range(6):
+            cart = {sku: rng.randint(1, 2) for sku in rng.sample(sorted(skus), rng.randint(1, 3))}
+            try:
+                hold = inv.reserve(cart, ttl=30)
+            except errors.OutOfStock:
+                outcome = "short"
+            else:
+                if rng.random() < 0.7:
+                    hold.confirm()
+                    outcome = "sold " + ",".join(f"{s}={n}" for s, n in cart.items())
+                else:
+                    hold.release()
+                    outcome = "released"
+            with guard:
+                outcomes.append(outcome)
+
+    threads = [threading.Thread(target=buyer, args=(seed,)) for seed in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(outcomes) == 36
+    inv = coord.inventory("flash")
+    sold = {sku: 0 for sku in skus}
+    for outcome in outcomes:
+        if outcome.startswith("sold "):
+            for line in outcome[5:].split(","):
+                sku, units = line.split("=")
+                sold[sku] += int(units)
+    for sku, stock in skus.items():
+        available, reserved, units_sold = inv.levels(sku)
+        assert reserved == 0 and units_sold == sold[sku] <= stock
+        assert available + units_sold == stock
+    assert "short" in outcomes  # the stock did run out
+
+
+def test_a_reserve_and_a_confirm_whose_replies_were_lost_apply_once(
+        coord: coordination.Coordinator, monkeypatch: pytest.MonkeyPatch) -> None:
+    inv = coord.inventory("lost")
+    inv.set({"sku-1": 4})
+    kv = coord.driver.kv
+    real = kv.commit
+
+    def applied_but_reply_lost(checks, ops, session=None):
+        real(checks, ops, session)
+        raise OutcomeUnknown("reply lost (injected)")
+
+    monkeypatch.setattr(kv, "commit", applied_but_reply_lost)
+    hold = inv.reserve({"sku-1": 1})
+    hold.confirm()
+    monkeypatch.undo()
+    assert inv.levels("sku-1") == (3, 0, 1)
+
+
+def test_bad_input_is_refused_before_anything_is_sent(coord: coordination.Coordinator) -> None:
+    inv = coord.inventory("stock")
+    for lines in ({}, {"sku-1": 0}, {"sku-1": True}, {"": 1}, ["sku-1"]):
+        with pytest.raises(errors.InvalidArgument):
+            inv.reserve(lines)  # type: ignore[arg-type]
+    for ttl in (0, -1, float("nan"), "60"):
+        with pytest.raises(errors.InvalidArgument):
+            inv.reserve({"sku-1": 1}, ttl=ttl)  # type: ignore[arg-type]
+    with pytest.raises(errors.InvalidArgument):
+        inv.set({"sku-1": -1})
