@@ -163,3 +163,20 @@ def test_exclusive_delivery_pairs_a_batching_threads_claims_with_their_own_settl
     # So a second delivery of t0 while the batch held it is caught.
     stolen = {"op": "claim", "pid": 8, "tid": 0, "id": "t0", "token": 11, "t0": 1.5, "t1": 1.5}
     assert any("t0" in p for p in checkers.check_exclusive_delivery(batch + [stolen]))
+
+
+def test_reservations_checker() -> None:
+    stock = {"a": 5}
+    events = [{"op": "confirm", "ok": True, "hold": "h1", "lines": {"a": 2}},
+              {"op": "release", "ok": True, "hold": "h2", "lines": {"a": 1}},
+              {"op": "confirm", "ok": None, "hold": "h3", "lines": {"a": 1}},
+              {"op": "confirm", "ok": False, "hold": "h4", "lines": {"a": 3}}]
+    assert checkers.check_reservations(events, stock, {"a": (3, 0, 2)}) == []
+    assert checkers.check_reservations(events, stock, {"a": (2, 0, 3)}) == []  # the doubt
+    assert any("sold" in p for p in checkers.check_reservations(events, stock, {"a": (4, 0, 1)}))
+    assert any("stock" in p for p in checkers.check_reservations(events, stock, {"a": (4, 0, 2)}))
+    assert any("reserved" in p
+               for p in checkers.check_reservations(events, stock, {"a": (2, 1, 2)}))
+    twice = events + [{"op": "release", "ok": True, "hold": "h1", "lines": {"a": 2}}]
+    assert any("ended 2 times" in p
+               for p in checkers.check_reservations(twice, stock, {"a": (3, 0, 2)}))

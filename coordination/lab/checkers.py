@@ -221,6 +221,37 @@ def check_capacity(events: list[Event], permits: int) -> list[str]:
     return problems
 
 
+def check_reservations(events: list[Event], stock: dict[str, int],
+                    final: dict[str, tuple[int, int, int]]) -> list[str]:
+    """Carts over an inventory of ``stock``, once every hold has ended: each SKU's
+    ``final`` (available, reserved, sold) is non-negative, adds up to its stock, holds
+    nothing reserved, and its sold units are those of the confirms that returned (plus
+    at most those of the confirms in doubt); no hold ended twice."""
+    problems = []
+    sure: Counter[str] = Counter()
+    doubt: Counter[str] = Counter()
+    ended: Counter[str] = Counter()
+    for event in events:
+        if event["op"] in ("confirm", "release") and event.get("ok") is not False:
+            if event.get("ok"):
+                ended[event["hold"]] += 1
+            for sku, units in event["lines"].items():
+                if event["op"] == "confirm":
+                    (sure if event.get("ok") else doubt)[sku] += units
+    problems += [f"hold {hold} ended {n} times" for hold, n in ended.items() if n > 1]
+    for sku, total in stock.items():
+        available, reserved, sold = final[sku]
+        if min(available, reserved, sold) < 0 or available + reserved + sold != total:
+            problems.append(f"{sku}: {available} available + {reserved} reserved + {sold} sold "
+                            f"!= the stock {total} (or negative)")
+        if reserved:
+            problems.append(f"{sku}: {reserved} still reserved after every hold expired")
+        if not sure[sku] <= sold <= sure[sku] + doubt[sku]:
+            problems.append(f"{sku}: {sold} sold, but confirms returned {sure[sku]} "
+                            f"(+{doubt[sku]} in doubt)")
+    return problems
+
+
 def check_counter(events: list[Event], initial: int, final: int) -> list[str]:
     """Decrements by one of a counter: every returned value is distinct and in range, the
     final value is explained by the successes (plus at most the uncertain ones), and

@@ -30,6 +30,9 @@ from .proxy import ProxiedCluster
 from .resource import Inventory
 
 STOCK = 1_000_000
+#: The shop workload's inventory (``workloads.SHOP_SKUS``) and its holds' lifetime (s).
+SHOP_STOCK = {"sku-a": 12, "sku-b": 9, "sku-c": 6}  # small: carts run it out
+HOLD_TTL = 2.0
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -250,14 +253,20 @@ def run_recipe_scenario(cluster: LocalCluster, recipe: str, name: str, faults: S
                         workdir: Path, ttl: float = 2.0, workers: int = 3, permits: int = 2,
                         seed: int = 0) -> Verdict:
     """``recipe`` is ``semaphore`` (at most ``permits`` holders at once), ``election``
-    (one leader at a time, tokens grow) or ``counter`` (decrements of a stock: none lost
-    or applied twice, real-time order)."""
+    (one leader at a time, tokens grow), ``counter`` (decrements of a stock: none lost
+    or applied twice, real-time order) or ``inventory`` (carts reserved, confirmed,
+    released or left to expire: no unit oversold or lost, no hold ended twice)."""
     run = _Run(cluster, workdir, ttl, seed)
-    kind = {"semaphore": "semaphore", "election": "elect", "counter": "count"}[recipe]
-    extra = ["--permits", str(permits)] if recipe == "semaphore" else []
+    kind = {"semaphore": "semaphore", "election": "elect", "counter": "count",
+            "inventory": "shop"}[recipe]
+    extra = {"semaphore": ["--permits", str(permits)], "inventory": ["--ttl", str(HOLD_TTL)]
+             }.get(recipe, [])
     if recipe == "counter":
         with coordination.connect(namespace_url(cluster, run.namespace)) as coord:
             coord.counter("stock").set(STOCK)
+    if recipe == "inventory":
+        with coordination.connect(namespace_url(cluster, run.namespace)) as coord:
+            coord.inventory("stock").set(SHOP_STOCK)
     for i in range(workers):
         run.spawn(kind, f"{kind}{i}", ["stock"], extra)
 
@@ -265,7 +274,8 @@ def run_recipe_scenario(cluster: LocalCluster, recipe: str, name: str, faults: S
         return checkers.check_observers(checkers.load(run.histories), run.faults_ended,
                                         run.alive_after_faults)
 
-    done = run.inject(faults, "add" if recipe == "counter" else "release",
+    progress = {"counter": "add", "inventory": "reserve"}.get(recipe, "release")
+    done = run.inject(faults, progress,
                       (lambda: not observers()) if recipe == "election" else None)
     events = checkers.load(run.histories)
     checks = {"typed errors": checkers.check_errors_typed(events),
@@ -274,6 +284,9 @@ def run_recipe_scenario(cluster: LocalCluster, recipe: str, name: str, faults: S
         with coordination.connect(namespace_url(cluster, run.namespace)) as coord:
             final = coord.counter("stock").value
         checks["counter"] = checkers.check_counter(events, STOCK, final)
+    elif recipe == "inventory":
+        checks["reservations"] = checkers.check_reservations(events, SHOP_STOCK, _final_levels(
+            namespace_url(cluster, run.namespace)))
     else:
         if recipe == "semaphore":
             checks["at most permits holders"] = checkers.check_capacity(events, permits)
@@ -288,6 +301,21 @@ def run_recipe_scenario(cluster: LocalCluster, recipe: str, name: str, faults: S
 
         checks["no orphans"] = _orphans(cluster, run.namespace, ttl, path)
     return Verdict(name, cluster.backend, done, checks, len(events))
+
+
+def _final_levels(url: str) -> dict[str, tuple[int, int, int]]:
+    """The levels of the shop's SKUs once every hold left by the workers has expired
+    (returned by a sweep of this client)."""
+    with coordination.connect(url) as coord:
+        inventory = coord.inventory("stock")
+
+        def all_returned() -> bool:
+            inventory.sweep()
+            return all(inventory.reserved(sku) == 0 for sku in SHOP_STOCK)
+
+        with contextlib.suppress(TimeoutError):  # the checker reports what is left
+            _wait(all_returned, HOLD_TTL + 30, "every hold ended")
+        return {sku: inventory.levels(sku) for sku in SHOP_STOCK}
 
 
 def _orphans(cluster: LocalCluster, namespace: str, ttl: float,

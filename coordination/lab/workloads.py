@@ -7,6 +7,7 @@
     python -m coordination.lab.workloads semaphore URL NAME OUT [--permits P]
     python -m coordination.lab.workloads elect URL NAME OUT
     python -m coordination.lab.workloads count URL NAME OUT
+    python -m coordination.lab.workloads shop URL NAME OUT [--ttl S]   (carts, reservations)
 
 Workers run until the file ``OUT.stop`` exists (or are killed). Every public-API error is
 recorded with its type; anything that is not a ``CoordinationError`` is a bug and ends
@@ -26,7 +27,15 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import coordination
-from coordination.errors import CoordinationError, LockLost, LockTimeout, UncertainOutcome
+from coordination.errors import (
+    Conflict,
+    CoordinationError,
+    HoldExpired,
+    LockLost,
+    LockTimeout,
+    OutOfStock,
+    UncertainOutcome,
+)
 from coordination.recipes.election import Election
 from coordination.recipes.lock import Lock
 
@@ -220,6 +229,50 @@ def run_count(args: argparse.Namespace) -> None:
     coord.close()
 
 
+#: The SKUs of the ``shop`` workload's inventory.
+SHOP_SKUS = ("sku-a", "sku-b", "sku-c")
+
+
+def run_shop(args: argparse.Namespace) -> None:
+    """Reserve carts of 1-3 SKUs (1-2 units each, holds of ``--ttl`` s), then confirm
+    (60%), release (20%) or abandon them (20%: left to expire)."""
+    record = Recorder(args.out)
+    coord = _connect(args.url, record)
+    inventory = coord.inventory(args.name)
+    rng = random.Random(os.getpid())
+    while not record.stopping:
+        cart = {sku: rng.randint(1, 2) for sku in rng.sample(SHOP_SKUS, rng.randint(1, 3))}
+        t0 = time.monotonic()
+        try:
+            hold = inventory.reserve(cart, ttl=args.ttl)
+        except OutOfStock:
+            record(op="reserve", t0=t0, t1=time.monotonic(), ok=False, error="OutOfStock")
+            time.sleep(0.05)
+            continue
+        except CoordinationError as exc:  # a reserve in doubt holds nothing for long
+            record(op="reserve", t0=t0, t1=time.monotonic(), ok=False, error=type(exc).__name__)
+            time.sleep(0.05)
+            continue
+        record(op="reserve", t0=t0, t1=time.monotonic(), ok=True, hold=hold.id, lines=cart)
+        choice = rng.random()
+        if choice < 0.2:
+            record(op="abandon", hold=hold.id, lines=cart)
+            continue
+        op = "confirm" if choice < 0.8 else "release"
+        t0 = time.monotonic()
+        try:
+            (hold.confirm if op == "confirm" else hold.release)()
+            record(op=op, t0=t0, t1=time.monotonic(), ok=True, hold=hold.id, lines=cart)
+        except (HoldExpired, Conflict) as exc:
+            record(op=op, t0=t0, t1=time.monotonic(), ok=False, error=type(exc).__name__,
+                   hold=hold.id, lines=cart)
+        except CoordinationError as exc:  # may have applied: the checker allows for it
+            record(op=op, t0=t0, t1=time.monotonic(), ok=None, error=type(exc).__name__,
+                   hold=hold.id, lines=cart)
+            time.sleep(0.05)
+    coord.close()
+
+
 def run_produce(args: argparse.Namespace) -> None:
     """Put COUNT tasks with ids of this producer; keyed tasks carry their order number."""
     record = Recorder(args.out)
@@ -374,6 +427,10 @@ def main(argv: list[str] | None = None) -> None:
     consume.add_argument("--nack", type=float, default=0.0, help="fraction of claims nacked")
     consume.add_argument("--batch", type=int, default=0,
                          help="run the library's worker loop, claiming this many at a time")
+    shop = sub.add_parser("shop")
+    for name in ("url", "name", "out"):
+        shop.add_argument(name)
+    shop.add_argument("--ttl", type=float, default=2.0)
     for kind in ("semaphore", "elect", "count"):
         recipe = sub.add_parser(kind)
         for name in ("url", "name", "out"):
@@ -384,7 +441,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         {"lock": run_lock, "produce": run_produce, "consume": run_consume,
-         "semaphore": run_semaphore, "elect": run_elect, "count": run_count}[args.kind](args)
+         "semaphore": run_semaphore, "elect": run_elect, "count": run_count,
+         "shop": run_shop}[args.kind](args)
     except CoordinationError:
         raise
     except Exception:

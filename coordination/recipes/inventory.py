@@ -16,7 +16,8 @@ sold, ``release`` and expiry back to available, each in one commit that checks t
 is still ``held`` (its version): a hold ends exactly once, whoever gets there first.
 Expiry needs no particular process alive: every client sweeps the expired holds before
 it reserves or reads levels (and ``sweep()`` does it on demand), judging expiry by its
-own clock. Lost replies: each write carries an id, read back from the hold.
+own clock. Lost replies: each write carries an id, read back from the hold
+(``UncertainOutcome`` if the servers stay unreachable for that read).
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from urllib.parse import quote
 
 from ..backends.base import Backend
 from ..backends.kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Update, Version
-from ..errors import Conflict, HoldExpired, InvalidArgument, OutOfStock
+from ..errors import (
+    BackendUnavailable,
+    Conflict,
+    HoldExpired,
+    InvalidArgument,
+    OutOfStock,
+    UncertainOutcome,
+)
 from ..names import validate_name
 
 KIND = "inventory"
@@ -172,7 +180,7 @@ class Inventory:
             try:
                 stamp = self._kv.commit(checks, ops)
             except OutcomeUnknown:
-                held = self._kv.get(self._hold(hold_id))
+                held = self._read_back(self._hold(hold_id), "reserve")
                 stamp = held.stamp if held is not None else None  # the id is ours alone
             if stamp is not None:
                 return Hold(self, hold_id, wanted, expires / 1e9, stamp)
@@ -211,7 +219,7 @@ class Inventory:
                 if self._kv.commit(checks, ops) is not None:
                     return
             except OutcomeUnknown:
-                current = self._kv.get(key)
+                current = self._read_back(key, state)
                 if current is not None and json.loads(current.value).get("w") == write_id:
                     return
             # The hold or a SKU changed (or our write did not apply): look again.
@@ -242,6 +250,14 @@ class Inventory:
             except OutcomeUnknown:
                 pass  # the next sweep sees
         return expired
+
+    def _read_back(self, key: str, what: str) -> Entry | None:
+        """After a lost reply: ``key`` as it is now; ``UncertainOutcome`` if unreadable."""
+        try:
+            return self._kv.get(key)
+        except BackendUnavailable as exc:
+            raise UncertainOutcome(f"inventory {self.name!r}: the {what} may have applied "
+                                   f"({exc})") from None
 
     def _sweep_if_due(self) -> None:
         if time.monotonic() - self._last_sweep >= _SWEEP_EVERY:

@@ -1,7 +1,9 @@
-"""Counter, semaphore and election under a leader kill and a client pause past the
-session TTL (and election under etcd compaction), on both backends: no update lost or
-doubled, never more than ``permits`` holders, one leader at a time, observers that keep
-reporting, nothing left of dead sessions."""
+"""Counter, semaphore, election and inventory reservations under a leader kill and a
+client pause past the session TTL (election also under etcd compaction, reservations
+under a client SIGKILL while holding them), on both backends: no update lost or doubled,
+never more than ``permits`` holders, one leader at a time, observers that keep
+reporting, nothing left of dead sessions, no unit oversold or lost and no hold ended
+twice."""
 
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 #: The client pause aims at a holder inside its critical section where there is one.
 CASES = [("counter", "leader-kill"), ("counter", "worker-pause"),
          ("semaphore", "leader-kill"), ("semaphore", "holder-pause"),
-         ("election", "leader-kill"), ("election", "holder-pause"), ("election", "compaction")]
+         ("election", "leader-kill"), ("election", "holder-pause"), ("election", "compaction"),
+         ("inventory", "leader-kill"), ("inventory", "worker-kill"),
+         ("inventory", "worker-pause")]
 
 
 @pytest.mark.parametrize(("recipe", "fault"), CASES)
