@@ -134,3 +134,20 @@ def test_bad_input_is_refused_before_anything_is_sent(coord: coordination.Coordi
             inv.reserve({"sku-1": 1}, ttl=ttl)  # type: ignore[arg-type]
     with pytest.raises(errors.InvalidArgument):
         inv.set({"sku-1": -1})
+
+
+def test_settled_holds_are_forgotten_after_a_while(
+        coord: coordination.Coordinator, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coordination.recipes import inventory as module
+
+    inv = coord.inventory("forget")
+    inv.set({"sku-1": 3})
+    hold = inv.reserve({"sku-1": 1})
+    hold.confirm()
+    with pytest.raises(errors.Conflict):
+        hold.confirm()  # remembered: says what became of it
+    monkeypatch.setattr(module, "KEEP_SETTLED", 0.0)
+    inv.sweep()
+    with pytest.raises(errors.HoldExpired, match="not known"):
+        hold.confirm()
+    assert inv.levels("sku-1") == (2, 0, 1)

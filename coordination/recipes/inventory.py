@@ -6,8 +6,8 @@ Keys under the inventory's root::
     s/SKU                  "AVAILABLE,RESERVED,SOLD" of one SKU (they add up to its stock)
     h/HOLD                 a hold: its lines, expiry, state (held, confirmed, released,
                            expired) and the id of the write that set that state
-    e/EXPIRES.HOLD         the live holds, by expiry (ns since the epoch)
-    x/SETTLED.HOLD         the settled holds, by settling time, to forget them later
+    e/SECOND/EXPIRES.HOLD  the live holds, by expiry (ns since the epoch)
+    x/SECOND/SETTLED.HOLD  the settled holds, by settling time, to forget them later
 
 ``reserve`` reads the lines' SKUs and commits, with a check on every SKU's version, the
 moves of each line from available to reserved, the hold and its expiry leaf: all lines
@@ -103,6 +103,12 @@ class Inventory:
     def _hold(self, hold_id: str) -> str:
         return f"{self._root}/h/{hold_id}"
 
+    def _leaf(self, index: str, ns: int, hold_id: str) -> Create:
+        """The leaf of ``hold_id`` at time ``ns`` in index ``e`` or ``x``: in buckets of
+        a second, so that a listing reads one bucket (etcd would visit every key deleted
+        in a flat index since its last compaction)."""
+        return Create(f"{self._root}/{index}/{ns // 10**9:011d}/{ns:020d}.{hold_id}", depth=2)
+
     # --- reads ---------------------------------------------------------------------------
 
     def levels(self, sku: str) -> Levels:
@@ -176,7 +182,7 @@ class Inventory:
                 ops.append(Update(key, _encode((available - units, reserved + units, sold))))
             record = {"lines": wanted, "expires": expires, "state": "held", "w": write_id}
             ops += [Create(self._hold(hold_id), json.dumps(record).encode()),
-                    Create(f"{self._root}/e/{expires:020d}.{hold_id}")]
+                    self._leaf("e", expires, hold_id)]
             try:
                 stamp = self._kv.commit(checks, ops)
             except OutcomeUnknown:
@@ -213,8 +219,8 @@ class Inventory:
                 ops.append(Update(sku_key, _encode(moved)))
             now = time.time_ns()
             ops += [Update(key, json.dumps({**record, "state": state, "w": write_id}).encode()),
-                    Delete(f"{self._root}/e/{record['expires']:020d}.{hold_id}"),
-                    Create(f"{self._root}/x/{now:020d}.{hold_id}")]
+                    Delete(self._leaf("e", record["expires"], hold_id).key),
+                    self._leaf("x", now, hold_id)]
             try:
                 if self._kv.commit(checks, ops) is not None:
                     return
@@ -230,7 +236,7 @@ class Inventory:
         self._last_sweep = time.monotonic()
         now = time.time_ns()
         expired = 0
-        for leaf in self._kv.leaves(f"{self._root}/e", 1, _SWEEP_BATCH):
+        for leaf in self._kv.leaves(f"{self._root}/e", 2, _SWEEP_BATCH):
             expires, hold_id = leaf.rsplit("/", 1)[1].split(".", 1)
             if int(expires) > now:
                 break
@@ -240,7 +246,7 @@ class Inventory:
             except (Conflict, HoldExpired):
                 pass  # another client got there first
         horizon = now - int(KEEP_SETTLED * 1e9)
-        for leaf in self._kv.leaves(f"{self._root}/x", 1, _SWEEP_BATCH):
+        for leaf in self._kv.leaves(f"{self._root}/x", 2, _SWEEP_BATCH):
             settled, hold_id = leaf.rsplit("/", 1)[1].split(".", 1)
             if int(settled) > horizon:
                 break
