@@ -1,6 +1,6 @@
 """Counter, semaphore, election and inventory reservations under a leader kill and a
 client pause past the session TTL (election also under etcd compaction, reservations
-under a client SIGKILL while holding them), on both backends: no update lost or doubled,
+under a client SIGKILL while holding them and lost replies), on both backends: no update lost or doubled,
 never more than ``permits`` holders, one leader at a time, observers that keep
 reporting, nothing left of dead sessions, no unit oversold or lost and no hold ended
 twice."""
@@ -24,7 +24,7 @@ CASES = [("counter", "leader-kill"), ("counter", "worker-pause"),
          ("semaphore", "leader-kill"), ("semaphore", "holder-pause"),
          ("election", "leader-kill"), ("election", "holder-pause"), ("election", "compaction"),
          ("inventory", "leader-kill"), ("inventory", "worker-kill"),
-         ("inventory", "worker-pause")]
+         ("inventory", "worker-pause"), ("inventory", "lost-replies")]
 
 
 @pytest.mark.parametrize(("recipe", "fault"), CASES)
