@@ -195,6 +195,8 @@ class Inventory:
     def settle(self, hold_id: str, state: str) -> None:
         """End hold ``hold_id`` as ``confirmed`` (sold), ``released`` or ``expired``
         (back to available); see ``Hold``."""
+        if state not in ("confirmed", "released", "expired"):
+            raise InvalidArgument(f"a hold ends confirmed, released or expired, not {state!r}")
         key = self._hold(hold_id)
         while True:
             entry = self._kv.get(key)
