@@ -274,7 +274,7 @@ def run_recipe_scenario(cluster: LocalCluster, recipe: str, name: str, faults: S
         return checkers.check_observers(checkers.load(run.histories), run.faults_ended,
                                         run.alive_after_faults)
 
-    progress = {"counter": "add", "inventory": "reserve"}.get(recipe, "release")
+    progress = {"counter": "add", "inventory": "answer"}.get(recipe, "release")
     done = run.inject(faults, progress,
                       (lambda: not observers()) if recipe == "election" else None)
     events = checkers.load(run.histories)

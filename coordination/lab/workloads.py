@@ -247,6 +247,7 @@ def run_shop(args: argparse.Namespace) -> None:
             hold = inventory.reserve(cart, ttl=args.ttl)
         except OutOfStock:
             record(op="reserve", t0=t0, t1=time.monotonic(), ok=False, error="OutOfStock")
+            record(op="answer")  # progress: the cluster answered (the stock runs out often)
             time.sleep(0.05)
             continue
         except CoordinationError as exc:  # a reserve in doubt holds nothing for long
@@ -254,6 +255,7 @@ def run_shop(args: argparse.Namespace) -> None:
             time.sleep(0.05)
             continue
         record(op="reserve", t0=t0, t1=time.monotonic(), ok=True, hold=hold.id, lines=cart)
+        record(op="answer")
         choice = rng.random()
         if choice < 0.2:
             record(op="abandon", hold=hold.id, lines=cart)
