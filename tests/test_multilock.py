@@ -64,7 +64,7 @@ def test_overlapping_sets_listed_in_any_order_never_deadlock(
     guard = threading.Lock()
     overlaps: list[str] = []
     failures: list[BaseException] = []
-    rounds = 8
+    rounds = 5
 
     def shopper(cart: list[str]) -> None:
         client = connect()
