@@ -180,3 +180,5 @@ def test_reservations_checker() -> None:
     twice = events + [{"op": "release", "ok": True, "hold": "h1", "lines": {"a": 2}}]
     assert any("ended 2 times" in p
                for p in checkers.check_reservations(twice, stock, {"a": (3, 0, 2)}))
+    killed = [{"op": "settling", "intent": "confirm", "hold": "h5", "lines": {"a": 1}}]
+    assert checkers.check_reservations(events + killed, stock, {"a": (1, 0, 4)}) == []

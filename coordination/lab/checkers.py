@@ -226,7 +226,8 @@ def check_reservations(events: list[Event], stock: dict[str, int],
     """Carts over an inventory of ``stock``, once every hold has ended: each SKU's
     ``final`` (available, reserved, sold) is non-negative, adds up to its stock, holds
     nothing reserved, and its sold units are those of the confirms that returned (plus
-    at most those of the confirms in doubt); no hold ended twice."""
+    at most those of the confirms in doubt: raised, or begun by a worker killed before it
+    could say); no hold ended twice."""
     problems = []
     sure: Counter[str] = Counter()
     doubt: Counter[str] = Counter()
@@ -239,6 +240,12 @@ def check_reservations(events: list[Event], stock: dict[str, int],
                 if event["op"] == "confirm":
                     (sure if event.get("ok") else doubt)[sku] += units
     problems += [f"hold {hold} ended {n} times" for hold, n in ended.items() if n > 1]
+    answered = {event["hold"] for event in events if event["op"] in ("confirm", "release")}
+    for event in events:  # a confirm whose worker was killed inside it: in doubt
+        if event["op"] == "settling" and event["intent"] == "confirm" \
+                and event["hold"] not in answered:
+            for sku, units in event["lines"].items():
+                doubt[sku] += units
     for sku, total in stock.items():
         available, reserved, sold = final[sku]
         if min(available, reserved, sold) < 0 or available + reserved + sold != total:

@@ -261,6 +261,8 @@ def run_shop(args: argparse.Namespace) -> None:
             record(op="abandon", hold=hold.id, lines=cart)
             continue
         op = "confirm" if choice < 0.8 else "release"
+        # Before the call: a worker killed inside it leaves its outcome in doubt.
+        record(op="settling", intent=op, hold=hold.id, lines=cart)
         t0 = time.monotonic()
         try:
             (hold.confirm if op == "confirm" else hold.release)()
