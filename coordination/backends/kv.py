@@ -84,6 +84,15 @@ Check = Version | Absent | Present
 Op = Create | Update | Delete
 
 
+def replace(key: str, read: Entry | None, value: bytes) -> tuple[Check, Op]:
+    """The check and op of a compare-and-set of ``key`` to ``value``, from ``read`` (its
+    entry as read, None if it did not exist): the write fails if anything wrote the key
+    since."""
+    if read is None:
+        return Absent(key), Create(key, value)
+    return Version(key, read.version), Update(key, value)
+
+
 class OutcomeUnknown(Exception):
     """Internal: the connection broke after a commit was sent; it may have applied."""
 

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 
 from ..backends.base import Backend
-from ..backends.kv import Absent, Check, Create, Entry, Op, OutcomeUnknown, Update, Version
+from ..backends.kv import Entry, OutcomeUnknown, replace
 from ..errors import (
     BackendUnavailable,
     BoundExceeded,
@@ -120,14 +120,9 @@ class Counter:
             base = _CREATED if entry is None else str(entry.version)
             marker = secrets.token_hex(6)
             value = f"{new}:{','.join([f'{base}.{marker}', *history][:HISTORY])}".encode()
-            checks: list[Check]
-            ops: list[Op]
-            if entry is None:
-                checks, ops = [Absent(self._key)], [Create(self._key, value)]
-            else:
-                checks, ops = [Version(self._key, entry.version)], [Update(self._key, value)]
+            check, op = replace(self._key, entry, value)
             try:
-                if self._backend.kv.commit(checks, ops) is not None:
+                if self._backend.kv.commit([check], [op]) is not None:
                     return new
             except OutcomeUnknown:
                 if self._applied(base, marker):

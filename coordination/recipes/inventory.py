@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from urllib.parse import quote
 
 from ..backends.base import Backend
-from ..backends.kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Update, Version
+from ..backends.kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Update, Version, replace
 from ..errors import (
     BackendUnavailable,
     Conflict,
@@ -145,8 +145,9 @@ class Inventory:
                     raise InvalidArgument(f"{sku!r}: {reserved} reserved and {sold} sold "
                                           f"exceed a stock of {total}")
                 value = _encode((total - reserved - sold, reserved, sold))
-                checks.append(Absent(key) if entry is None else Version(key, entry.version))
-                ops.append(Create(key, value) if entry is None else Update(key, value))
+                check, op = replace(key, entry, value)
+                checks.append(check)
+                ops.append(op)
             try:
                 if self._kv.commit(checks, ops) is not None:
                     return

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..backends.base import Backend
-from ..backends.kv import Absent, Check, Create, Entry, Op, OutcomeUnknown, Update, Version
+from ..backends.kv import Entry, OutcomeUnknown, replace
 from ..errors import (
     BackendUnavailable,
     Conflict,
@@ -182,14 +182,9 @@ class StateRecord:
                 raw = json.dumps(value).encode()
             except (TypeError, ValueError) as exc:
                 raise InvalidArgument(f"record data must be JSON: {exc}") from None
-            checks: list[Check]
-            ops: list[Op]
-            if entry is None:
-                checks, ops = [Absent(self._key)], [Create(self._key, raw)]
-            else:
-                checks, ops = [Version(self._key, entry.version)], [Update(self._key, raw)]
+            check, op = replace(self._key, entry, raw)
             try:
-                stamp = kv.commit(checks, ops)
+                stamp = kv.commit([check], [op])
             except OutcomeUnknown:
                 stamp = self._applied(entry, write_id)
             if stamp is not None:
