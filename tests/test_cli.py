@@ -345,9 +345,10 @@ def test_flash_sale_demo_with_chaos_on_its_own_cluster(backend: str, cli: Run) -
     print(out, proc.stderr)  # shown if the test fails
     assert proc.returncode == 0, out + proc.stderr
     assert "Traceback" not in out + proc.stderr
-    assert "OK: all 6 invariants held" in out and "BROKEN" not in out
+    assert "OK: all 7 invariants held" in out and "BROKEN" not in out
     for invariant in ("units sold = orders completed", "stock never below zero", "no order lost",
-                      "no order processed twice", "no step out of order", "faults survived"):
+                      "no order processed twice", "no step out of order",
+                      "no illegal transition", "faults survived"):
         assert re.search(rf"{re.escape(invariant)}\s*│\s*held", out), invariant
     assert "40 sold, 40 orders completed" in out
     faults = re.search(r"(\d+) faults: ", out)
@@ -358,25 +359,32 @@ def test_flash_sale_demo_with_chaos_on_its_own_cluster(backend: str, cli: Run) -
     assert not any(_listening(port) for port in _ports(out))
 
 
-def test_flash_sale_demo_with_chaos_and_counter_stock(backend: str, cli: Run) -> None:
-    """The default stock store: an atomic counter per SKU, no lock."""
-    proc = cli("demo", "flash-sale", "--backend", backend, "--stock", "40", "--skus", "2",
+def test_flash_sale_demo_with_chaos_and_carts(backend: str, cli: Run) -> None:
+    """The default stock store: carts reserved in the inventory recipe (confirmed,
+    released or abandoned), orders moved through their state machine records."""
+    proc = cli("demo", "flash-sale", "--backend", backend, "--stock", "40", "--skus", "3",
                "--buyers", "4", "--workers", "2", "--duration", "5", timeout=300)
     out = proc.stdout
     print(out, proc.stderr)  # shown if the test fails
     assert proc.returncode == 0, out + proc.stderr
     assert "Traceback" not in out + proc.stderr
-    assert "OK: all 6 invariants held" in out and "BROKEN" not in out
-    for invariant in ("units sold = orders completed", "stock never below zero", "no order lost",
-                      "no order processed twice", "no step out of order", "faults survived"):
+    assert "OK: all 8 invariants held" in out and "BROKEN" not in out
+    for invariant in ("units sold = orders completed", "no SKU oversold", "no order lost",
+                      "no order processed twice", "no step out of order",
+                      "no illegal transition", "every hold ended once", "faults survived"):
         assert re.search(rf"{re.escape(invariant)}\s*│\s*held", out), invariant
-    assert "40 sold, 40 orders completed" in out
-    assert "stock/sku-1=0, stock/sku-2=0" in out  # the counters' final values
+    flat = re.sub(r"[\s│┃]+", " ", out)  # the table's cells unwrapped
+    carts = re.search(r"40 sold in (\d+) carts, (\d+) orders completed", flat)
+    assert carts and carts.group(1) == carts.group(2), out
+    assert re.search(r"sku-1 0/0/\d+, sku-2 0/0/\d+, sku-3 0/0/\d+", flat)  # sold, none held
+    holds = re.search(r"(\d+) holds: (\d+) confirmed, (\d+) released, (\d+) expired", flat)
+    assert holds and int(holds.group(2)) == int(carts.group(1)), out
+    assert re.search(rf"{carts.group(1)} of {carts.group(1)} order records went created -> "
+                     "paid -> shipped", flat)
     faults = re.search(r"(\d+) faults: ", out)
     assert faults and int(faults.group(1)) >= 1, out
     assert "(the leader)" in out
-    assert re.search(r"counter add\s*│\s*p50 [\d.]+ / p90", out)
-    assert re.search(r"in doubt\s*│", out)
+    assert re.search(r"checkout\s*│\s*p50 [\d.]+ / p90", out)
     assert "lock wait" not in out and "stale write" not in out
     assert not any(_listening(port) for port in _ports(out))
 
@@ -388,11 +396,14 @@ def test_flash_sale_demo_on_a_configured_cluster(cli: Run, url: str, tmp_path: P
     config.write_text(f'backend = "{backend}"\nnamespace = "sale"\n[{backend}]\n'
                       f"endpoints = {json.dumps(endpoints)}\n")
     proc = cli("demo", "flash-sale", "--config", str(config), "--stock", "12", "--skus", "3",
-               "--buyers", "3", "--workers", "2", "--duration", "0", "--no-chaos", timeout=120)
+               "--buyers", "3", "--workers", "2", "--duration", "0", "--no-chaos",
+               "--stock-store", "counter", timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "starting a local" not in proc.stdout  # it used the configured cluster
     assert "12 sold, 12 orders completed" in proc.stdout
-    assert "OK: all 6 invariants held" in proc.stdout
+    assert "stock/sku-1=0, stock/sku-2=0, stock/sku-3=0" in proc.stdout  # the counters
+    assert re.search(r"counter add\s*│\s*p50 [\d.]+ / p90", proc.stdout)
+    assert "OK: all 7 invariants held" in proc.stdout
 
 
 def test_module_and_console_script_agree() -> None:
@@ -436,5 +447,5 @@ def test_flash_sale_demo_on_a_secured_cluster(cli: Run) -> None:
     out = proc.stdout
     print(out, proc.stderr)  # shown if the test fails
     assert proc.returncode == 0, out + proc.stderr
-    assert "(TLS, user app)" in out and "OK: all 6 invariants held" in out
+    assert "(TLS, user app)" in out and "OK: all 8 invariants held" in out
     assert not any(_listening(port) for port in _ports(out))

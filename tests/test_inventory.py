@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 
 import pytest
 
@@ -58,6 +59,34 @@ def test_an_abandoned_hold_gives_its_stock_back_once_without_its_maker(
     assert others[1].levels("sku-1") == (2, 0, 0)
     with pytest.raises(errors.HoldExpired):
         coord.inventory("stock").settle(hold.id, "confirmed")
+    assert coord.inventory("stock").hold_state(hold.id) == "expired"
+
+
+def test_a_confirm_after_expiry_is_refused_even_before_any_sweep(
+        coord: coordination.Coordinator) -> None:
+    """Expiry is the time, not the sweep: a confirm that comes late finds the hold
+    unswept, expires it itself and says so; the stock goes back once."""
+    inv = coord.inventory("stock")
+    inv.set({"sku-1": 1})
+    hold = inv.reserve({"sku-1": 1}, ttl=0.3)
+    wait_for(lambda: time.time() > hold.expires_at, timeout=5)
+    with pytest.raises(errors.HoldExpired):
+        hold.confirm()
+    assert inv.levels("sku-1") == (1, 0, 0) and inv.hold_state(hold.id) == "expired"
+    assert inv.sweep() == 0
+
+
+def test_hold_state_says_what_became_of_a_hold(coord: coordination.Coordinator) -> None:
+    inv = coord.inventory("stock")
+    inv.set({"sku-1": 3})
+    kept, given_back = inv.reserve({"sku-1": 1}), inv.reserve({"sku-1": 1})
+    assert inv.hold_state(kept.id) == "held"
+    kept.confirm()
+    given_back.release()
+    assert (inv.hold_state(kept.id), inv.hold_state(given_back.id)) == ("confirmed", "released")
+    assert inv.hold_state("0123456789abcdef") is None  # never made
+    with pytest.raises(errors.InvalidArgument):
+        inv.hold_state("../s/sku-1")
 
 
 def test_concurrent_carts_never_oversell_and_every_unit_is_accounted_for(

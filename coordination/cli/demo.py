@@ -20,6 +20,8 @@ from ..lab.cluster import BACKENDS, STATE_FILE, LocalCluster
 from . import Connection, Failure, connection_options, first_line
 from .cluster import STATE_ROOT, _endpoints, config_file, marked_dir
 
+STORE_LABELS = {"cart": "carts with expiring holds", "counter": "atomic counters"}
+
 
 @click.group()
 def demo() -> None:
@@ -43,10 +45,12 @@ def demo() -> None:
                    "buyers and workers during the sale.")
 @click.option("--duration", type=click.FloatRange(0, 3600), default=20.0, show_default=True,
               metavar="S", help="Pace the buyers to sell out in about S seconds (0: flat out).")
-@click.option("--stock-store", type=click.Choice(["counter", "fenced"]), default="counter",
+@click.option("--stock-store", type=click.Choice(["cart", "counter", "fenced"]), default="cart",
               show_default=True,
-              help="counter: an atomic counter per SKU (add -1, min 0; no lock). fenced: the "
-                   "SKU's lock and a store that checks its fencing token.")
+              help="cart: buyers reserve carts of 1-3 SKUs in the inventory recipe and "
+                   "confirm, release or abandon them (holds expire). counter: an atomic "
+                   "counter per SKU (add -1, min 0; no lock). fenced: the SKU's lock and a "
+                   "store that checks its fencing token.")
 @click.option("--secure", is_flag=True,
               help="Start a secured local cluster (TLS, client certificates, users; see "
                    "`coordination cluster up --secure`) and sell as its app user.")
@@ -56,10 +60,12 @@ def flash_sale(conn: Connection, backend: str | None, stock: int, skus: int, buy
                secure: bool) -> int:
     """An e-commerce flash sale under chaos, ending with a verdict on its invariants.
 
-    Buyer processes race for the stock (by default an atomic counter per SKU; with
-    --stock-store fenced under per-SKU locks, in a fencing-token-checked store), order
-    workers process each order's steps (created, paid, shipped) from the work queue in
-    order, and a chaos monkey kills nodes and processes meanwhile. Exit
+    Buyer processes race for the stock (by default reserving carts of 1-3 SKUs in the
+    inventory recipe, then confirming, releasing or abandoning them; with --stock-store
+    counter an atomic counter per SKU; with --stock-store fenced under per-SKU locks, in
+    a fencing-token-checked store), order workers move each order's state machine
+    through its steps (created, paid, shipped) from the work queue in order, and a
+    chaos monkey kills nodes and processes meanwhile. Exit
     code 0 only if every invariant held. Without a configuration (--url, --config,
     $COORDINATION_CONFIG, ./coordination.toml) it starts a local 3-node cluster and
     stops it at the end; with one, node faults need the cluster to be one that
@@ -184,7 +190,7 @@ class _View:
         body.add_row(f"orders shipped {p.orders_done}", f"steps done {p.steps_done}",
                      f"redeliveries {p.redeliveries}",
                      f"stale writes refused {p.fenced_off}" if p.stock_store == "fenced"
-                     else "stock: atomic counters")
+                     else f"stock: {STORE_LABELS[p.stock_store]}")
         nodes = Text("nodes ")
         for i, state in enumerate(p.nodes):
             style = {"leader": "bold green", "up": "green", "down": "bold red",

@@ -128,6 +128,19 @@ class Inventory:
     def sold(self, sku: str) -> int:
         return self.levels(sku)[2]
 
+    def hold_state(self, hold_id: str) -> str | None:
+        """What became of hold ``hold_id``, after expired holds are returned:
+        ``"held"``, ``"confirmed"``, ``"released"`` or ``"expired"``; None if it is not
+        known (never made, or forgotten ``KEEP_SETTLED`` seconds after it ended). For a
+        process that lost track of a hold, e.g. after ``UncertainOutcome``."""
+        if not isinstance(hold_id, str) or not hold_id.isalnum():
+            raise InvalidArgument(f"a hold id is the alphanumeric Hold.id, got {hold_id!r}")
+        self._sweep_if_due()
+        key = self._hold(hold_id)
+        self._kv.sync(key)
+        entry = self._kv.get(key)
+        return None if entry is None else str(json.loads(entry.value)["state"])
+
     # --- writes --------------------------------------------------------------------------
 
     def set(self, stock: Mapping[str, int]) -> None:
@@ -195,7 +208,8 @@ class Inventory:
 
     def settle(self, hold_id: str, state: str) -> None:
         """End hold ``hold_id`` as ``confirmed`` (sold), ``released`` or ``expired``
-        (back to available); see ``Hold``."""
+        (back to available); see ``Hold``. A hold past its expiry (by this client's
+        clock) that nobody swept yet is expired instead: ``HoldExpired``."""
         if state not in ("confirmed", "released", "expired"):
             raise InvalidArgument(f"a hold ends confirmed, released or expired, not {state!r}")
         key = self._hold(hold_id)
@@ -208,6 +222,8 @@ class Inventory:
                 if record["state"] == "expired" and state != "expired":
                     raise HoldExpired(f"hold {hold_id} expired; its stock went back")
                 raise Conflict(f"hold {hold_id} was {record['state']} already")
+            now = time.time_ns()
+            ending = "expired" if record["expires"] <= now else state
             write_id = secrets.token_hex(6)
             lines: dict[str, int] = record["lines"]
             skus = [self._sku(sku) for sku in lines]
@@ -217,20 +233,21 @@ class Inventory:
             for (units, sku_key, sku_entry) in zip(lines.values(), skus, entries):
                 available, reserved, sold = _levels(sku_entry)
                 checks.append(Version(sku_key, sku_entry.version))  # type: ignore[union-attr]
-                moved = ((available, reserved - units, sold + units) if state == "confirmed"
+                moved = ((available, reserved - units, sold + units) if ending == "confirmed"
                          else (available + units, reserved - units, sold))
                 ops.append(Update(sku_key, _encode(moved)))
-            now = time.time_ns()
-            ops += [Update(key, json.dumps({**record, "state": state, "w": write_id}).encode()),
+            ops += [Update(key, json.dumps({**record, "state": ending, "w": write_id}).encode()),
                     Delete(self._leaf("e", record["expires"], hold_id).key),
                     self._leaf("x", now, hold_id)]
             try:
-                if self._kv.commit(checks, ops) is not None:
-                    return
+                applied = self._kv.commit(checks, ops) is not None
             except OutcomeUnknown:
                 current = self._read_back(key, state)
-                if current is not None and json.loads(current.value).get("w") == write_id:
-                    return
+                applied = current is not None and json.loads(current.value).get("w") == write_id
+            if applied and ending != state:
+                raise HoldExpired(f"hold {hold_id} expired; its stock went back")
+            if applied:
+                return
             # The hold or a SKU changed (or our write did not apply): look again.
 
     def sweep(self) -> int:

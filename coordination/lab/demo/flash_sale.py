@@ -4,14 +4,17 @@ processes meanwhile. At the end, a verdict checks the invariants.
 
 The parts, each a separate OS process, and where they live:
 
-* **Buyers** (``--buyers``, :mod:`.roles`): loop until every SKU is sold out: take one
-  unit of a random SKU from the stock (:mod:`.stock`: atomic counters, or a fenced
-  SQLite table behind the SKU locks), then put the order's three steps (``created``,
-  ``paid``, ``shipped``) on the queue with the order id as ordering key and as part of
-  each task id. Orders whose tasks were not stored yet (the buyer was killed in between)
-  sit in an outbox and are put again by the buyer's successor, or at the end of the sale.
-* **Order workers** (``--workers``, :mod:`.roles`): claim tasks and record each step as
-  done, keyed by (order, step) (:mod:`.store`): a step that is delivered again (its
+* **Buyers** (``--buyers``, :mod:`.roles`): loop until every SKU is sold out: reserve a
+  cart of 1-3 SKUs in the inventory recipe and confirm, release or abandon it
+  (:mod:`.cart`); or, with the other stock stores, take one unit of a random SKU
+  (:mod:`.stock`: atomic counters, or a fenced SQLite table behind the SKU locks).
+  Each order's three steps (``created``, ``paid``, ``shipped``) go on the queue with
+  the order id as ordering key and as part of each task id. Orders whose tasks were not
+  stored yet (the buyer was killed in between) sit in an outbox and are put again by
+  the buyer's successor, or at the end of the sale.
+* **Order workers** (``--workers``, :mod:`.roles`): claim tasks, move the order's state
+  machine record one step (:mod:`.orders`), and record each step as done, keyed by
+  (order, step) (:mod:`.store`): a step that is delivered again (its
   worker died before the ack) is counted as a redelivery, not done twice; a step whose
   predecessor is not done yet is a violation.
 * **The orchestrator** (:class:`FlashSale` here, in the ``coordination`` process):
@@ -43,11 +46,11 @@ import coordination
 from coordination.errors import CoordinationError
 from coordination.lab.cluster import LocalCluster
 
-from . import store
+from . import cart, orders, store
 from .failover import retry
 from .monkey import ChaosMonkey
 from .roles import child_main, flush_outbox
-from .settings import MAX_ATTEMPTS, SESSION_TTL, Settings, queue_name
+from .settings import HOLD_TTL, MAX_ATTEMPTS, SESSION_TTL, Settings, queue_name
 from .stock import create_counters, reconcile
 from .store import Ledger
 from .supervisor import Supervisor
@@ -71,7 +74,7 @@ class Progress:
     workers_alive: int
     #: Per node: "leader", "up", "down" or "paused" (empty without a local cluster).
     nodes: list[str] = field(default_factory=list)
-    stock_store: str = "counter"
+    stock_store: str = "cart"
 
 
 class FlashSale:
@@ -105,6 +108,8 @@ class FlashSale:
         self._left = settings.stock  # counter mode: the counters' sum, last read
         self._reconciled: dict[str, int] | None = None
         self._final: dict[str, int] = {}  # counter mode: each SKU's final counter value
+        self._inventory: coordination.Inventory | None = None  # cart mode
+        self._holds_settled: dict[str, int] | None = None  # cart mode: settle_unknown's
 
     def run_sale(self) -> Report:
         """Run the whole sale; the report. Every child process is stopped on return."""
@@ -127,18 +132,26 @@ class FlashSale:
         ledger = Ledger(db)
         with coordination.connect(s.url, session_ttl=SESSION_TTL) as coord:
             queue = coord.queue(queue_name(self.run), max_attempts=MAX_ATTEMPTS)
-            if not s.fenced:
+            if s.carts:
+                self._inventory = cart.create_inventory(coord, db, self.run, s.sku_units())
+            elif not s.fenced:
                 self._counters = create_counters(coord, db, s.sku_units())
             self._start(ledger)
             self._sell(ledger)
             self._close(ledger, queue)
             self._drain(ledger, queue)
             self._progress(ledger)
+            records = retry(lambda: orders.audit(coord, self.run, ledger.order_ids()), 60.0)
+            carts = None
+            if self._inventory is not None:
+                inventory = self._inventory
+                carts = retry(lambda: cart.audit(inventory, db, s.sku_units(), s.sku_units()), 60.0)
+                carts["settled"] = self._holds_settled
             report = judge(ledger, Outcome(
                 s, self.run_dir, self._open_at, self._closed_at, self._drained_at,
                 self._queue_stats, self.monkey.counts(), list(self.monkey.errors),
                 self.supervisor.crashes, self.monkey.healthy(), self._stalled, self._final,
-                self._reconciled))
+                self._reconciled, records, carts))
         db.close()
         report.keep = report.keep or not report.ok or bool(os.environ.get("COORDINATION_DEMO_KEEP"))
         if not report.keep:
@@ -172,7 +185,8 @@ class FlashSale:
         while True:
             self._tick(ledger, respawn_buyers=True)
             counts = ledger.counts()
-            left = counts["left"] if s.fenced else self._counters_left()
+            left = (counts["left"] if s.fenced else self._inventory_left() if s.carts
+                    else self._counters_left())
             if left == 0:
                 self.on_event(f"sold out: {counts['sold']} units sold")
                 break
@@ -191,7 +205,9 @@ class FlashSale:
         self.monkey.stop(timeout=180)
         self.monkey.heal()
         self.supervisor.stop("buyer", polite=3.0, grace=10.0)
-        if not self.settings.fenced:
+        if self.settings.carts:
+            self._settle_holds(ledger.db)
+        elif not self.settings.fenced:
             self._reconcile(ledger.db)
         flushed = retry(lambda: flush_outbox(ledger, queue, None), 60.0)
         if flushed:
@@ -207,7 +223,7 @@ class FlashSale:
         while time.monotonic() < drain_deadline:
             self._tick(ledger, respawn_buyers=False)
             counts = ledger.counts()
-            if counts["orders_done"] >= counts["sold"]:
+            if counts["orders_done"] >= counts["orders"]:
                 stats = retry(queue.stats, 30.0)
                 if not any(stats.values()):
                     self._queue_stats = stats
@@ -238,6 +254,36 @@ class FlashSale:
             self.on_event(f"reconciled {plural(result['in_doubt'], 'purchase')} in doubt "
                           f"against the counters: {result['applied']} applied (recorded as "
                           "orders), the rest never did")
+
+    # --- the inventory (cart mode) ---------------------------------------------------------
+
+    def _inventory_left(self) -> int:
+        """Units available or reserved (the last value read while the cluster fails
+        over); reading the levels also returns expired holds."""
+        assert self._inventory is not None
+        inventory = self._inventory
+        with contextlib.suppress(CoordinationError):
+            self._left = sum(sum(inventory.levels(sku)[:2]) for sku in self.settings.sku_units())
+        return self._left
+
+    def _settle_holds(self, db: sqlite3.Connection) -> None:
+        """The buyers stopped: wait until every hold ended (the last ones expire within
+        ``HOLD_TTL``), then record the end of those whose buyer did not learn it."""
+        assert self._inventory is not None
+        inventory = self._inventory
+        skus = self.settings.sku_units()
+        deadline = time.monotonic() + HOLD_TTL + 60.0
+        while time.monotonic() < deadline:
+            with contextlib.suppress(CoordinationError):
+                if not any(inventory.levels(sku)[1] for sku in skus):
+                    break
+            time.sleep(0.2)  # the next sweep returns what expired meanwhile
+        self._holds_settled = result = retry(lambda: cart.settle_unknown(inventory, db), 60.0)
+        known = sum(result.values())
+        if known:
+            self.on_event(f"{plural(known, 'hold')} ended unseen by their buyers: "
+                          f"{result['confirmed']} confirmed (now orders), "
+                          f"{result['released']} released, {result['expired']} expired")
 
     # --- supervision and progress ----------------------------------------------------
 

@@ -6,8 +6,9 @@ process faults only. The node faults are :func:`~coordination.lab.nemesis.leader
 and :func:`~coordination.lab.nemesis.follower_bounce`: a killed node is restarted about
 a second later and the cluster is healthy again before the next node is killed, so
 never two nodes are down. The buyer freezes itself when asked (SIGUSR1), at the worst
-moment: with the fenced store while it holds a lock, so its next write comes with a
-stale token; with the counters between two purchases. The monkey sees it stopped and
+moment: with carts between its reserve and its confirm, so the hold expires meanwhile
+and a late confirm is refused; with the fenced store while it holds a lock, so its
+next write comes with a stale token; with the counters between two purchases. The monkey sees it stopped and
 thaws it (SIGCONT) :data:`FREEZE_FOR` seconds later.
 """
 
@@ -131,6 +132,7 @@ class ChaosMonkey:
             if since is None:
                 self._frozen_since[pid] = now
                 where = ("while holding its lock" if self.settings.fenced else
+                         "holding a reserved cart" if self.settings.carts else
                          "between two purchases")
                 self.ctx.injected("buyer-freeze", f"{name} froze {where} "
                                   f"(a {FREEZE_FOR:.0f}s stop-the-world pause)")
@@ -138,7 +140,8 @@ class ChaosMonkey:
                 client_faults.thaw(pid)
                 del self._frozen_since[pid]
                 self.ctx.on_step(f"{name} thawed; its session expired meanwhile" + (
-                    ", so its token is stale now" if self.settings.fenced else ""))
+                    ", so its token is stale now" if self.settings.fenced else
+                    ", and its cart's hold too" if self.settings.carts else ""))
 
     def heal(self) -> None:
         """After the chaos: every node running and the cluster healthy (a failure is

@@ -1,14 +1,17 @@
 """The child processes of a flash sale, each ``python -m coordination.lab.demo.roles
 buyer|worker ...`` (started by :mod:`.supervisor`):
 
-* a **buyer** loops until every SKU is sold out: it takes one unit of a random SKU
+* a **buyer** loops until every SKU is sold out: it checks out a cart of 1-3 SKUs
+  (:mod:`.cart`), or with the other stock stores takes one unit of a random SKU
   (:mod:`.stock`), then puts the order's three steps on the queue (:func:`put_order`).
   Orders whose tasks were not stored yet (the buyer was killed in between) sit in an
   outbox and are put again by the buyer's successor, or at the end of the sale
-  (:func:`flush_outbox`). SIGUSR1 asks it to freeze itself (SIGSTOP): with the fenced
-  store while it holds a lock, with the counters between two purchases.
-* an **order worker** claims tasks and records each step as done in the
-  :class:`~.store.Ledger`, until SIGTERM.
+  (:func:`flush_outbox`). SIGUSR1 asks it to freeze itself (SIGSTOP): with carts
+  between the reserve and the confirm, with the fenced store while it holds a lock,
+  with the counters between two purchases.
+* an **order worker** claims tasks, moves the order's state machine record one step
+  (:mod:`.orders`) and records the step as done in the :class:`~.store.Ledger`, until
+  SIGTERM.
 
 Both log to their stderr, wait for the sale to open, and exit once their parent is
 gone.
@@ -36,8 +39,9 @@ from coordination.errors import (
     UncertainOutcome,
 )
 
-from . import failover, store
-from .settings import MAX_ATTEMPTS, STOCK_STORES, lock_name, queue_name
+from . import failover, orders, store
+from .cart import CartStock
+from .settings import MAX_ATTEMPTS, STOCK_STORES, inventory_name, lock_name, queue_name
 from .stock import CounterStock, make_stock, take_one
 from .store import STEPS, FencedStock, Ledger, Order, StaleToken
 
@@ -83,7 +87,8 @@ def buyer_main(args: argparse.Namespace) -> None:
     db = store.open_db(args.db)
     ledger = Ledger(db)
     with failover.connect(args.url, lambda: _orphaned(parent)) as coord:
-        stock = make_stock(coord, db, args.stock_store)
+        stock = (CartStock(coord.inventory(inventory_name(args.run)), db, args.slot, rng)
+                 if args.stock_store == "cart" else make_stock(coord, db, args.stock_store))
         queue = coord.queue(queue_name(args.run), max_attempts=MAX_ATTEMPTS, codec="json")
         open_skus = sorted(FencedStock(db).remaining())  # the SKUs (the table lists them)
         locks = {sku: coord.lock(lock_name(args.run, sku), identifier=f"buyer-{args.slot} "
@@ -95,8 +100,8 @@ def buyer_main(args: argparse.Namespace) -> None:
             time.sleep(0.05)  # another process writes it: poll the shared store
 
         def frozen() -> None:
-            """A stop-the-world pause (GC, swapping, SIGSTOP): fenced, while holding the
-            lock; counter, between two purchases."""
+            """A stop-the-world pause (GC, swapping, SIGSTOP): cart, holding a reserved
+            cart; fenced, while holding the lock; counter, between two purchases."""
             if freeze.is_set():
                 freeze.clear()
                 os.kill(os.getpid(), signal.SIGSTOP)  # the orchestrator sends SIGCONT
@@ -106,6 +111,10 @@ def buyer_main(args: argparse.Namespace) -> None:
                 flush_outbox(ledger, queue, args.slot)
                 if args.think > 0:
                     time.sleep(rng.expovariate(1.0 / args.think))
+                if isinstance(stock, CartStock):
+                    if stock.checkout(open_skus, frozen) is not None:
+                        flush_outbox(ledger, queue, args.slot)  # its order, put now
+                    continue
                 sku = rng.choice(open_skus)
                 if isinstance(stock, CounterStock):
                     frozen()
@@ -168,12 +177,15 @@ def worker_main(args: argparse.Namespace) -> None:
             ledgers.ledger = Ledger(store.open_db(args.db))
         return ledgers.ledger
 
-    def ship(task: coordination.Task) -> None:
-        message = task.data
-        time.sleep(rng.uniform(0.001, 0.005))  # the step's work
-        ledger().complete(message["order"], message["step"], name)
-
     with failover.connect(args.url, lambda: _orphaned(parent)) as coord:
+
+        def ship(task: coordination.Task) -> None:
+            order_id, step = task.data["order"], task.data["step"]
+            time.sleep(rng.uniform(0.001, 0.005))  # the step's work
+            if not orders.advance(orders.record(coord, args.run, order_id), step):
+                ledger().repeated(order_id, step)
+            ledger().complete(order_id, step, name)
+
         queue = coord.queue(queue_name(args.run), max_attempts=MAX_ATTEMPTS, codec="json")
         worker = queue.worker(ship, concurrency=WORKER_THREADS, grace=5.0)
         ledger().mark_ready("worker", args.slot)
@@ -206,7 +218,7 @@ def child_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", required=True)
     parser.add_argument("--slot", type=int, required=True)
     parser.add_argument("--think", type=float, default=0.0, help="mean pause between purchases")
-    parser.add_argument("--stock-store", choices=STOCK_STORES, default="counter")
+    parser.add_argument("--stock-store", choices=STOCK_STORES, default="cart")
     args = parser.parse_args(argv)
     (buyer_main if args.role == "buyer" else worker_main)(args)
 

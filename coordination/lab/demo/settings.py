@@ -11,7 +11,16 @@ from dataclasses import dataclass
 SESSION_TTL = 2.0
 #: Attempts before a task is dead-lettered (chaos makes claims get lost now and then).
 MAX_ATTEMPTS = 50
-STOCK_STORES = ("counter", "fenced")
+STOCK_STORES = ("cart", "counter", "fenced")
+#: Cart mode: seconds a cart's hold lasts unless confirmed or released (a frozen buyer's
+#: hold expires meanwhile, as does an abandoned cart's).
+HOLD_TTL = 3.0
+#: Units a cart checkout sells on average: 2 SKUs of one unit, 8 carts of 10 confirmed.
+CART_UNITS = 1.6
+#: The states of an order record and the moves between them; the workers move each
+#: order along ``created -> paid -> shipped``, one step per queue task.
+ORDER_TRANSITIONS = {"created": ["paid", "cancelled"], "paid": ["shipped", "refunded"],
+                     "shipped": ["refunded"], "cancelled": [], "refunded": []}
 
 
 def lock_name(run: str, sku: str) -> str:
@@ -26,6 +35,14 @@ def counter_name(sku: str) -> str:
     return f"stock/{sku}"
 
 
+def inventory_name(run: str) -> str:
+    return f"flash-sale/{run}/stock"
+
+
+def record_name(run: str, order_id: str) -> str:
+    return f"flash-sale/{run}/orders/{order_id}"
+
+
 @dataclass
 class Settings:
     url: str
@@ -38,8 +55,9 @@ class Settings:
     duration: float = 20.0
     #: Seconds allowed for the queue to drain after the sale closed.
     drain_timeout: float = 90.0
-    #: "counter" (atomic counters) or "fenced" (SKU locks + fenced SQLite store).
-    stock_store: str = "counter"
+    #: "cart" (carts reserved in the inventory recipe), "counter" (atomic counters) or
+    #: "fenced" (SKU locks + fenced SQLite store).
+    stock_store: str = "cart"
 
     def __post_init__(self) -> None:
         for name in ("stock", "skus", "buyers", "workers"):
@@ -58,15 +76,21 @@ class Settings:
         return self.stock_store == "fenced"
 
     @property
+    def carts(self) -> bool:
+        """The stock is the inventory recipe, bought a cart at a time."""
+        return self.stock_store == "cart"
+
+    @property
     def sale_limit(self) -> float:
         """The sale is closed after this many seconds even if stock is left."""
         return 2 * self.duration + 60.0
 
     @property
     def think(self) -> float:
-        """A buyer's mean pause between two purchases: Poisson buyers that together sell
-        the stock in about ``duration`` seconds (0: no pause)."""
-        return self.buyers * self.duration / self.stock if self.duration > 0 else 0.0
+        """A buyer's mean pause between two purchases (checkouts): Poisson buyers that
+        together sell the stock in about ``duration`` seconds (0: no pause)."""
+        units = CART_UNITS if self.carts else 1.0
+        return units * self.buyers * self.duration / self.stock if self.duration > 0 else 0.0
 
     def sku_units(self) -> dict[str, int]:
         """The stock spread over the SKUs: name -> units."""

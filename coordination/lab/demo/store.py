@@ -8,7 +8,8 @@ Two parts:
   buyer that lost its lock (paused, cut off) cannot overwrite what a newer holder wrote.
   The read and the write of one hold share its token.
 * :class:`Ledger`, the record the verdict is computed from: the orders (written in the
-  same transaction as the stock decrement, with an outbox flag for their queue tasks),
+  same transaction as the stock decrement, with an outbox flag for their queue tasks;
+  in cart mode an order has several units, see :mod:`.cart`),
   the completed order steps keyed by (order, step) so a redelivered step is counted and
   absorbed instead of done twice, and any step done before its predecessor.
 
@@ -32,13 +33,15 @@ CREATE TABLE IF NOT EXISTS stock (
     fence INTEGER NOT NULL, min_qty INTEGER NOT NULL,
     writes INTEGER NOT NULL DEFAULT 0, fenced_off INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS orders (
-    id TEXT PRIMARY KEY, sku TEXT NOT NULL, buyer INTEGER NOT NULL, token INTEGER NOT NULL,
-    lock_wait_ms REAL NOT NULL, sold_at REAL NOT NULL, enqueued INTEGER NOT NULL DEFAULT 0);
+    id TEXT PRIMARY KEY, sku TEXT NOT NULL, units INTEGER NOT NULL DEFAULT 1,
+    buyer INTEGER NOT NULL, token INTEGER NOT NULL, lock_wait_ms REAL NOT NULL,
+    sold_at REAL NOT NULL, enqueued INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS orders_outbox ON orders (enqueued, buyer);
 CREATE TABLE IF NOT EXISTS steps (
     order_id TEXT NOT NULL, step TEXT NOT NULL, seq INTEGER NOT NULL, done_at REAL NOT NULL,
     worker TEXT NOT NULL, deliveries INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (order_id, step));
+CREATE TABLE IF NOT EXISTS repeats (order_id TEXT NOT NULL, step TEXT NOT NULL, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS violations (
     kind TEXT NOT NULL, order_id TEXT, detail TEXT NOT NULL, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -227,7 +230,16 @@ class Ledger:
                             "VALUES (?, ?, ?, ?, ?)", (order_id, step, seq, time.time(), worker))
             return result
 
+    def repeated(self, order_id: str, step: str) -> None:
+        """The order's record refused ``step``: it was past it already (a redelivery)."""
+        with txn(self.db):
+            self.db.execute("INSERT INTO repeats (order_id, step, at) VALUES (?, ?, ?)",
+                            (order_id, step, time.time()))
+
     # --- reading it all back --------------------------------------------------------------
+
+    def order_ids(self) -> list[str]:
+        return [str(row[0]) for row in self.db.execute("SELECT id FROM orders ORDER BY sold_at")]
 
     def counts(self) -> dict[str, int]:
         """Live counters for the progress display (cheap queries)."""
@@ -239,7 +251,8 @@ class Ledger:
             "stock": int(stock[0]),
             "left": int(stock[1]),
             "fenced_off": int(stock[2]),
-            "sold": int(q("SELECT COUNT(*) FROM orders").fetchone()[0]),
+            "sold": int(q("SELECT COALESCE(SUM(units), 0) FROM orders").fetchone()[0]),
+            "orders": int(q("SELECT COUNT(*) FROM orders").fetchone()[0]),
             "steps_done": int(steps[0]),
             "redeliveries": int(steps[1]),
             "orders_done": int(q("SELECT COUNT(*) FROM steps WHERE step = ?",
@@ -247,12 +260,14 @@ class Ledger:
         }
 
     def audit(self) -> dict[str, object]:
-        """Everything the verdict needs, from the store's point of view."""
+        """Everything the verdict needs, from the store's point of view (``sold``:
+        units, ``orders``: orders)."""
         q = self.db.execute
         initial, left, min_qty, fenced_off = q(
             "SELECT COALESCE(SUM(initial), 0), COALESCE(SUM(qty), 0), COALESCE(MIN(min_qty), 0), "
             "COALESCE(SUM(fenced_off), 0) FROM stock").fetchone()
-        sold = int(q("SELECT COUNT(*) FROM orders").fetchone()[0])
+        orders, sold = (int(n) for n in q(
+            "SELECT COUNT(*), COALESCE(SUM(units), 0) FROM orders").fetchone())
         complete = int(q(
             "SELECT COUNT(*) FROM (SELECT order_id FROM steps WHERE order_id IN "
             "(SELECT id FROM orders) GROUP BY order_id HAVING COUNT(*) = ?)", (len(STEPS),)
@@ -272,7 +287,8 @@ class Ledger:
         first_sale, last_sale = q("SELECT MIN(sold_at), MAX(sold_at) FROM orders").fetchone()
         return {
             "initial": int(initial), "left": int(left), "min_qty": int(min_qty),
-            "fenced_off": int(fenced_off), "sold": sold, "complete": complete,
+            "fenced_off": int(fenced_off), "sold": sold, "orders": orders, "complete": complete,
+            "repeats": int(q("SELECT COUNT(*) FROM repeats").fetchone()[0]),
             "steps_done": int(steps_done), "redeliveries": int(redeliveries),
             "disorder": disorder, "out_of_order": int(violations.get("out-of-order", 0)),
             "unknown_orders": int(violations.get("unknown-order", 0)),
