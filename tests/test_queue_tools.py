@@ -11,7 +11,7 @@ import pytest
 
 import coordination
 from coordination import errors
-from coordination.backends.kv import Absent, Create, OutcomeUnknown
+from coordination.backends.kv import Absent, Create, Delete, OutcomeUnknown
 from coordination.recipes.queue import Queue
 
 from .fake_backend import FakeBackend
@@ -269,6 +269,25 @@ def test_commit_each_applies_each_commit_on_its_own(coord: coordination.Coordina
     assert stamps[0] is not None and stamps[1] is None and stamps[2] is not None
     assert kv.get(f"{root}/a").value == b"1" and kv.get(f"{root}/b") is None
     assert kv.leaves(f"{root}/r", 2, 5) == [f"{root}/r/100/1"]
+
+
+def test_a_bucket_removed_under_a_writer_is_made_again(
+        coord: coordination.Coordinator, connect: Any) -> None:
+    """A listing prunes empty buckets; a writer that made the bucket before (and
+    remembers it) finds it gone: its commit fails as a whole and is sent again after
+    the bucket is made again, alone or in a batch."""
+    kv, other = coord.driver.kv, connect().driver.kv
+    root = kv.root("queues", "pruned")
+    last = f"{root}/r/200/0"  # the last bucket is never pruned: writers are filling it
+    assert kv.commit([], [Create(f"{root}/r/100/1", b"1", depth=2),
+                          Create(last, b"", depth=2)]) is not None
+    for n, write in ((2, lambda key: kv.commit([], [Create(key, b"x", depth=2)])),
+                     (3, lambda key: kv.commit_each([([], [Create(key, b"x", depth=2)])])[0])):
+        assert other.leaves(f"{root}/r", 2, 10)[0] == f"{root}/r/100/{n - 1}"
+        assert other.commit([], [Delete(f"{root}/r/100/{n - 1}")]) is not None
+        assert other.leaves(f"{root}/r", 2, 10) == [last]  # and the empty bucket pruned
+        assert write(f"{root}/r/100/{n}") is not None
+        assert kv.leaves(f"{root}/r", 2, 10)[0] == f"{root}/r/100/{n}"
 
 
 def test_a_batch_claim_whose_reply_was_lost_keeps_the_claims_that_applied(

@@ -29,7 +29,19 @@ from collections.abc import Mapping
 from urllib.parse import quote
 
 from ..backends.base import Backend
-from ..backends.kv import Absent, Check, Create, Delete, Entry, Op, OutcomeUnknown, Update, Version, replace
+from ..backends.kv import (
+    Absent,
+    Check,
+    Create,
+    Delete,
+    Entry,
+    Op,
+    OutcomeUnknown,
+    Present,
+    Update,
+    Version,
+    replace,
+)
 from ..errors import (
     BackendUnavailable,
     Conflict,
@@ -271,8 +283,7 @@ class Inventory:
             if int(settled) > horizon:
                 break
             try:
-                self._kv.commit([Version(leaf, self._version(leaf))],
-                                [Delete(leaf), Delete(self._hold(hold_id))])
+                self._kv.commit([Present(leaf)], [Delete(leaf), Delete(self._hold(hold_id))])
             except OutcomeUnknown:
                 pass  # the next sweep sees
         return expired
@@ -288,10 +299,6 @@ class Inventory:
     def _sweep_if_due(self) -> None:
         if time.monotonic() - self._last_sweep >= _SWEEP_EVERY:
             self.sweep()
-
-    def _version(self, key: str) -> int:
-        entry = self._kv.get(key)
-        return -1 if entry is None else entry.version
 
     @staticmethod
     def _check_lines(lines: Mapping[str, int], minimum: int) -> dict[str, int]:

@@ -88,17 +88,7 @@ class ZooKeeperKV(KeyValue):
 
     def commit(self, checks: Sequence[Check], ops: Sequence[Op],
                session: Session | None = None) -> int | None:
-        creates = [op for op in ops if isinstance(op, Create)]
-        for key in [op.key for op in creates] + [c.key for c in checks if isinstance(c, Absent)]:
-            self._ensure_parent(key)
-        for _attempt in range(_PARENT_RETRIES):
-            try:
-                return self._multi(checks, ops, session)
-            except _ParentGone:
-                for op in creates:  # an empty bucket was removed under us: make it again
-                    self._assured.discard(op.key.rsplit("/", 1)[0])
-                    self._ensure_parent(op.key)
-        return None
+        return self.commit_each([(checks, ops)], session)[0]
 
     def commit_each(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
                     session: Session | None = None) -> list[int | None]:
@@ -106,44 +96,46 @@ class ZooKeeperKV(KeyValue):
             for key in [op.key for op in ops if isinstance(op, Create)] + [
                     c.key for c in checks if isinstance(c, Absent)]:
                 self._ensure_parent(key)
+        replies = self._send(commits, session)
+        return [self._settle(checks, ops, reply, session)
+                for (checks, ops), reply in zip(commits, replies)]
+
+    def _send(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
+              session: Session | None) -> list[tuple[Any, list[Any], int | None]]:
+        """Send each commit as a ``multi``, pipelined (one session's requests apply in
+        the order sent), once: a commit sent again could apply twice."""
         if session is not None:
             session.check()
 
         def send_all() -> list[tuple[Any, list[Any], int | None]]:
             sent = []
-            for checks, ops in commits:  # one session's requests apply in order sent
-                txn = self._conn.client.transaction()
+            for checks, ops in commits:
+                txn = self._conn.client.transaction()  # of the client current now
                 update_at = _build(txn, checks, ops)
                 sent.append((txn, txn.commit_async(), update_at))
             return [(txn, result.get(), update_at) for txn, result, update_at in sent]
 
-        try:  # once: a commit sent again could apply twice
-            replies = self._conn.call(session, send_all, retry=False)
+        try:
+            return self._conn.call(session, send_all, retry=False)
         except (BackendUnavailable, SessionLost) as exc:
             raise OutcomeUnknown(str(exc)) from None
-        stamps: list[int | None] = []
-        for (checks, ops), (txn, results, update_at) in zip(commits, replies):
+
+    def _settle(self, checks: Sequence[Check], ops: Sequence[Op],
+                reply: tuple[Any, list[Any], int | None], session: Session | None) -> int | None:
+        """The stamp of a sent commit, or None; a commit that failed as a whole because
+        an empty bucket was removed under it is sent again after making it again."""
+        for attempt in range(_PARENT_RETRIES):
             try:
-                stamps.append(self._outcome(txn, results, update_at))
+                return self._outcome(*reply)
             except _ParentGone:
-                stamps.append(self.commit(checks, ops, session))
-        return stamps
-
-    def _multi(self, checks: Sequence[Check], ops: Sequence[Op],
-               session: Session | None) -> int | None:
-        if session is not None:
-            session.check()
-
-        def commit_once() -> tuple[Any, list[Any], int | None]:
-            txn = self._conn.client.transaction()  # of the client current now
-            update_at = _build(txn, checks, ops)
-            return txn, txn.commit(), update_at
-
-        try:  # once: a commit sent again could apply twice
-            txn, results, update_at = self._conn.call(session, commit_once, retry=False)
-        except (BackendUnavailable, SessionLost) as exc:
-            raise OutcomeUnknown(str(exc)) from None
-        return self._outcome(txn, results, update_at)
+                if attempt == _PARENT_RETRIES - 1:
+                    break
+                for op in ops:
+                    if isinstance(op, Create):
+                        self._assured.discard(op.key.rsplit("/", 1)[0])
+                        self._ensure_parent(op.key)
+                reply = self._send([(checks, ops)], session)[0]
+        return None
 
     def _outcome(self, txn: Any, results: list[Any], update_at: int | None) -> int | None:
         """The commit's stamp, or None if a check failed; ``_ParentGone`` to try again."""
