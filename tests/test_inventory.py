@@ -5,6 +5,7 @@ and available + reserved + sold always equals the stock set."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -151,6 +152,62 @@ def test_a_reserve_and_a_confirm_whose_replies_were_lost_apply_once(
     hold.confirm()
     monkeypatch.undo()
     assert inv.levels("sku-1") == (3, 0, 1)
+
+
+def test_threads_sharing_an_inventory_share_commits_and_never_oversell(
+        coord: coordination.Coordinator, connect, monkeypatch: pytest.MonkeyPatch) -> None:
+    """32 threads reserving one hot SKU through one Inventory object: their concurrent
+    reserves are served in shared commits (fewer commits than holds), each gets a hold
+    of its own or OutOfStock, and the stock is exact; another process competing on the
+    same SKU meanwhile takes its share and nothing more."""
+    inv, rival = coord.inventory("hot"), connect().inventory("hot")
+    inv.set({"sku-1": 150, "sku-2": 1000})
+    kv = coord.driver.kv
+    real, commits = kv.commit, []
+
+    def counted(checks, ops, session=None):
+        commits.append(len(ops))
+        return real(checks, ops, session)
+
+    monkeypatch.setattr(kv, "commit", counted)
+    holds: list[coordination.Hold] = []
+    refused: list[errors.OutOfStock] = []
+    bought: list[int] = []
+    start = threading.Barrier(33)
+
+    def buyer(n: int) -> None:
+        start.wait()
+        while True:
+            try:
+                holds.append(inv.reserve({"sku-1": 1, "sku-2": 1 + n % 3}, ttl=60))
+            except errors.OutOfStock as exc:
+                refused.append(exc)
+                return
+
+    def rival_buyer() -> None:
+        start.wait()
+        with contextlib.suppress(errors.OutOfStock):
+            for _ in range(20):
+                rival.reserve({"sku-1": 1}, ttl=60).confirm()
+                bought.append(1)
+
+    threads = [threading.Thread(target=buyer, args=(n,)) for n in range(32)]
+    threads.append(threading.Thread(target=rival_buyer))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    monkeypatch.undo()
+    held = 150 - len(bought)
+    assert len(holds) == held and len({hold.id for hold in holds}) == held
+    assert len(refused) == 32 and all("sku-1" in exc.short for exc in refused)
+    assert len(commits) < held / 2, len(commits)  # shared: several holds a commit
+    taken = sum(hold.lines["sku-2"] for hold in holds)
+    assert inv.levels("sku-1") == (0, held, len(bought))
+    assert inv.levels("sku-2") == (1000 - taken, taken, 0)
+    for hold in holds[:5]:
+        hold.confirm()
+    assert inv.levels("sku-1") == (0, held - 5, len(bought) + 5)
 
 
 def test_bad_input_is_refused_before_anything_is_sent(coord: coordination.Coordinator) -> None:

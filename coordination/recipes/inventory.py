@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import quote
 
+from ..backends import fork
 from ..backends.base import Backend
 from ..backends.kv import (
     Absent,
@@ -57,6 +59,8 @@ KIND = "inventory"
 KEEP_SETTLED = 600.0
 _SWEEP_BATCH = 50
 _SWEEP_EVERY = 0.5  # seconds between two opportunistic sweeps of one Inventory object
+_MAX_HOLDS = 24  # holds in one combined commit
+_MAX_SKUS = 48  # SKUs in one combined commit (a cart may bring more on its own)
 
 Levels = tuple[int, int, int]  # available, reserved, sold
 
@@ -95,6 +99,84 @@ class Hold:
         self.inventory.settle(self.id, "released")
 
 
+class _Reservation:
+    """One caller's reserve: its lines and ttl, then its hold or error."""
+
+    def __init__(self, lines: dict[str, int], ttl: float) -> None:
+        self.lines, self.ttl = lines, ttl
+        self.id, self.expires = "", 0
+        self.hold: Hold | None = None
+        self.error: Exception | None = None
+        self.done = False
+
+    def finish(self, hold: Hold | None = None, error: Exception | None = None) -> None:
+        self.hold, self.error, self.done = hold, error, True
+
+
+class _Combiner:
+    """The concurrent reserves of one ``Inventory`` object share commits (flat
+    combining): a caller that finds no commit in flight serves every reserve waiting
+    then (up to what one commit holds), in arrival order, in one read and one commit;
+    the callers that came meanwhile are served by the next. Under contention on a hot
+    SKU one commit serves many carts, where separate commits would fail each other's
+    version checks."""
+
+    def __init__(self, serve: Callable[[list[_Reservation]], None]) -> None:
+        self._serve = serve
+        self.inherit()
+        fork.track(self)
+
+    def inherit(self) -> None:
+        """After a fork, in the child: the parent's waiting reserves are not ours."""
+        self._cond = threading.Condition()
+        self._waiting: list[_Reservation] = []
+        self._serving = False
+
+    def reserve(self, mine: _Reservation) -> Hold:
+        with self._cond:
+            self._waiting.append(mine)
+            while not mine.done:
+                if self._serving:
+                    self._cond.wait()
+                    continue
+                self._serving = True
+                batch = self._take()
+                self._cond.release()
+                try:
+                    self._serve_all(batch)
+                finally:
+                    self._cond.acquire()
+                    self._serving = False
+                    # Interrupted (KeyboardInterrupt): the others' reserves wait on.
+                    self._waiting[:0] = [r for r in batch if not r.done and r is not mine]
+                    self._cond.notify_all()
+        if mine.error is not None:
+            raise mine.error
+        assert mine.hold is not None
+        return mine.hold
+
+    def _take(self) -> list[_Reservation]:
+        """The first waiting reserves that fit in one commit (etcd takes 128 operations:
+        a hold is 2, a SKU 1, and their checks count too)."""
+        batch: list[_Reservation] = []
+        skus: set[str] = set()
+        while self._waiting and len(batch) < _MAX_HOLDS:
+            more = skus | set(self._waiting[0].lines)
+            if batch and len(more) > _MAX_SKUS:
+                break
+            batch.append(self._waiting.pop(0))
+            skus = more
+        return batch
+
+    def _serve_all(self, batch: list[_Reservation]) -> None:
+        try:
+            self._serve(batch)
+        except Exception as exc:  # noqa: BLE001 - each caller raises it
+            for wanted in batch:
+                if not wanted.done:
+                    wanted.finish(error=exc)
+
+
 class Inventory:
     """The stock of a set of SKUs; the same name is the same inventory in every process."""
 
@@ -103,6 +185,7 @@ class Inventory:
         self._kv = backend.kv
         self._root = backend.kv.root(KIND, name)
         self._last_sweep = -1e9
+        self._combiner = _Combiner(self._serve)
 
     def __repr__(self) -> str:
         return f"<Inventory {self.name!r}>"
@@ -181,42 +264,73 @@ class Inventory:
 
     def reserve(self, lines: Mapping[str, int], ttl: float = 900.0) -> Hold:
         """Reserve every line ({sku: units}) or none, for ``ttl`` seconds. ``OutOfStock``
-        (naming the short lines) if one cannot be served; nothing changed then."""
+        (naming the short lines) if one cannot be served; nothing changed then. The
+        reserves that threads make at once through this object share commits."""
         wanted = self._check_lines(lines, minimum=1)
         if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < 10**7:
             raise InvalidArgument(f"ttl must be a number of seconds > 0, got {ttl!r}")
         self._sweep_if_due()
+        return self._combiner.reserve(_Reservation(wanted, float(ttl)))
+
+    def _serve(self, batch: list[_Reservation]) -> None:
+        """Serve ``batch`` in its order, in one commit: each reservation gets its hold,
+        or ``OutOfStock`` if its lines do not fit in what the earlier ones left."""
         synced = False
-        while True:
-            keys = [self._sku(sku) for sku in wanted]
-            entries = self._kv.get_many(keys)
-            short = {sku: (units, _levels(entry)[0])
-                     for (sku, units), entry in zip(wanted.items(), entries)
-                     if _levels(entry)[0] < units}
-            if short:
-                if not synced and self._kv.sync(keys[0]):  # never refuse on a stale read
-                    synced = True
+        while batch:
+            skus = sorted({sku for wanted in batch for sku in wanted.lines})
+            keys = [self._sku(sku) for sku in skus]
+            entries = dict(zip(skus, self._kv.get_many(keys)))
+            left = {sku: _levels(entry)[0] for sku, entry in entries.items()}
+            fits, short = [], []
+            for wanted in batch:
+                missing = {sku: (units, left[sku]) for sku, units in wanted.lines.items()
+                           if left[sku] < units}
+                if missing:
+                    short.append((wanted, missing))
                     continue
-                raise OutOfStock(short)
-            hold_id, write_id = secrets.token_hex(8), secrets.token_hex(6)
-            expires = time.time_ns() + int(ttl * 1e9)
-            checks: list[Check] = [Absent(self._hold(hold_id))]
-            ops: list[Op] = []
-            for (units, key, entry) in zip(wanted.values(), keys, entries):
-                available, reserved, sold = _levels(entry)
-                checks.append(Version(key, entry.version))  # type: ignore[union-attr]
-                ops.append(Update(key, _encode((available - units, reserved + units, sold))))
-            record = {"lines": wanted, "expires": expires, "state": "held", "w": write_id}
-            ops += [Create(self._hold(hold_id), json.dumps(record).encode()),
-                    self._leaf("e", expires, hold_id)]
-            try:
-                stamp = self._kv.commit(checks, ops)
-            except OutcomeUnknown:
-                held = self._read_back(self._hold(hold_id), "reserve")
-                stamp = held.stamp if held is not None else None  # the id is ours alone
-            if stamp is not None:
-                return Hold(self, hold_id, wanted, expires / 1e9, stamp)
+                fits.append(wanted)
+                for sku, units in wanted.lines.items():
+                    left[sku] -= units
+            if short and not synced and self._kv.sync(keys[0]):  # never refuse on a stale read
+                synced = True
+                continue
+            for wanted, missing in short:
+                wanted.finish(error=OutOfStock(missing))
+            batch = fits
+            if batch and self._commit_holds(batch, entries, left):
+                return
             synced = False  # a SKU changed under us: read again
+
+    def _commit_holds(self, batch: list[_Reservation], entries: dict[str, Entry | None],
+                      left: dict[str, int]) -> bool:
+        """Commit the holds of ``batch`` with the SKUs as read (``entries``) and what
+        stays available of each (``left``); False if a SKU changed meanwhile."""
+        touched = sorted({sku for wanted in batch for sku in wanted.lines})
+        checks: list[Check] = []
+        ops: list[Op] = []
+        for sku in touched:
+            available, reserved, sold = _levels(entries[sku])
+            checks.append(Version(self._sku(sku), entries[sku].version))  # type: ignore[union-attr]
+            ops.append(Update(self._sku(sku), _encode(
+                (left[sku], reserved + available - left[sku], sold))))
+        now = time.time_ns()
+        for wanted in batch:
+            wanted.id = secrets.token_hex(8)
+            wanted.expires = now + int(wanted.ttl * 1e9)
+            record = {"lines": wanted.lines, "expires": wanted.expires, "state": "held"}
+            checks.append(Absent(self._hold(wanted.id)))
+            ops += [Create(self._hold(wanted.id), json.dumps(record).encode()),
+                    self._leaf("e", wanted.expires, wanted.id)]
+        try:
+            stamp = self._kv.commit(checks, ops)
+        except OutcomeUnknown:  # all or none applied: the first hold says which
+            held = self._read_back(self._hold(batch[0].id), "reserve")
+            stamp = held.stamp if held is not None else None  # the ids are ours alone
+        if stamp is None:
+            return False
+        for wanted in batch:
+            wanted.finish(Hold(self, wanted.id, wanted.lines, wanted.expires / 1e9, stamp))
+        return True
 
     def settle(self, hold_id: str, state: str) -> None:
         """End hold ``hold_id`` as ``confirmed`` (sold), ``released`` or ``expired``
