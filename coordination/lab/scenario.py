@@ -30,7 +30,7 @@ from .proxy import ProxiedCluster
 from .resource import Inventory
 
 STOCK = 1_000_000
-#: The shop workload's inventory (``workloads.SHOP_SKUS``) and its holds' lifetime (s).
+#: The shop workload's inventory (``shop.SHOP_SKUS``) and its holds' lifetime (s).
 SHOP_STOCK = {"sku-a": 12, "sku-b": 9, "sku-c": 6}  # small: carts run it out
 HOLD_TTL = 2.0
 ROOT = Path(__file__).resolve().parents[2]

@@ -28,12 +28,9 @@ from typing import Any, TextIO, TypeVar
 
 import coordination
 from coordination.errors import (
-    Conflict,
     CoordinationError,
-    HoldExpired,
     LockLost,
     LockTimeout,
-    OutOfStock,
     UncertainOutcome,
 )
 from coordination.recipes.election import Election
@@ -75,7 +72,7 @@ def _until_ok(record: Recorder, make: Callable[[], T]) -> T:
             time.sleep(0.2)
 
 
-def _connect(url: str, record: Recorder) -> coordination.Coordinator:
+def connect(url: str, record: Recorder) -> coordination.Coordinator:
     return _until_ok(record, lambda: coordination.connect(url))
 
 
@@ -155,7 +152,7 @@ def run_lock(args: argparse.Namespace) -> None:
     """Buy one unit per hold: read the stock, check ``held``, work, write stock - 1."""
     record = Recorder(args.out)
     inventory = Inventory(args.db, fenced=not args.unfenced)
-    coord = _connect(args.url, record)
+    coord = connect(args.url, record)
     lock = coord.lock(args.sku)
 
     def take() -> _Hold | None:
@@ -177,7 +174,7 @@ def run_lock(args: argparse.Namespace) -> None:
 def run_semaphore(args: argparse.Namespace) -> None:
     """Take a permit, work, give it back."""
     record = Recorder(args.out)
-    coord = _connect(args.url, record)
+    coord = connect(args.url, record)
     semaphore = _until_ok(record, lambda: coord.semaphore(args.name, permits=args.permits))
     _hold_loop(record, coord, lambda: _Hold(semaphore.acquire(timeout=args.timeout)),
                args.hold)
@@ -187,7 +184,7 @@ def run_elect(args: argparse.Namespace) -> None:
     """Campaign, lead for a while (checking ``is_leader``), resign; meanwhile observe
     the election and record every change the observer reports."""
     record = Recorder(args.out)
-    coord = _connect(args.url, record)
+    coord = connect(args.url, record)
     election = coord.election(args.name)
 
     def observed(value: bytes | None) -> None:
@@ -214,7 +211,7 @@ def run_elect(args: argparse.Namespace) -> None:
 def run_count(args: argparse.Namespace) -> None:
     """Sell one unit at a time from a counter: ``add(-1, min=0)``."""
     record = Recorder(args.out)
-    coord = _connect(args.url, record)
+    coord = connect(args.url, record)
     stock = coord.counter(args.name)
     while not record.stopping:
         t0 = time.monotonic()
@@ -230,57 +227,10 @@ def run_count(args: argparse.Namespace) -> None:
 
 
 #: The SKUs of the ``shop`` workload's inventory.
-SHOP_SKUS = ("sku-a", "sku-b", "sku-c")
-
-
-def run_shop(args: argparse.Namespace) -> None:
-    """Reserve carts of 1-3 SKUs (1-2 units each, holds of ``--ttl`` s), then confirm
-    (60%), release (20%) or abandon them (20%: left to expire)."""
-    record = Recorder(args.out)
-    coord = _connect(args.url, record)
-    inventory = coord.inventory(args.name)
-    rng = random.Random(os.getpid())
-    while not record.stopping:
-        cart = {sku: rng.randint(1, 2) for sku in rng.sample(SHOP_SKUS, rng.randint(1, 3))}
-        t0 = time.monotonic()
-        try:
-            hold = inventory.reserve(cart, ttl=args.ttl)
-        except OutOfStock:
-            record(op="reserve", t0=t0, t1=time.monotonic(), ok=False, error="OutOfStock")
-            record(op="answer")  # progress: the cluster answered (the stock runs out often)
-            time.sleep(0.05)
-            continue
-        except CoordinationError as exc:  # a reserve in doubt holds nothing for long
-            record(op="reserve", t0=t0, t1=time.monotonic(), ok=False, error=type(exc).__name__)
-            time.sleep(0.05)
-            continue
-        record(op="reserve", t0=t0, t1=time.monotonic(), ok=True, hold=hold.id, lines=cart)
-        record(op="answer")
-        choice = rng.random()
-        if choice < 0.2:
-            record(op="abandon", hold=hold.id, lines=cart)
-            continue
-        op = "confirm" if choice < 0.8 else "release"
-        # Before the call: a worker killed inside it leaves its outcome in doubt.
-        record(op="settling", intent=op, hold=hold.id, lines=cart)
-        t0 = time.monotonic()
-        try:
-            (hold.confirm if op == "confirm" else hold.release)()
-            record(op=op, t0=t0, t1=time.monotonic(), ok=True, hold=hold.id, lines=cart)
-        except (HoldExpired, Conflict) as exc:
-            record(op=op, t0=t0, t1=time.monotonic(), ok=False, error=type(exc).__name__,
-                   hold=hold.id, lines=cart)
-        except CoordinationError as exc:  # may have applied: the checker allows for it
-            record(op=op, t0=t0, t1=time.monotonic(), ok=None, error=type(exc).__name__,
-                   hold=hold.id, lines=cart)
-            time.sleep(0.05)
-    coord.close()
-
-
 def run_produce(args: argparse.Namespace) -> None:
     """Put COUNT tasks with ids of this producer; keyed tasks carry their order number."""
     record = Recorder(args.out)
-    coord = _connect(args.url, record)
+    coord = connect(args.url, record)
     queue = coord.queue(args.queue, max_attempts=1000)
     for i in range(args.count):
         if record.stopping:
@@ -383,7 +333,7 @@ def run_consume(args: argparse.Namespace) -> None:
     0 and 1 also share one Queue object, the others have one each. With ``--batch``:
     the library's worker loop instead, on THREADS threads, BATCH claims at a time."""
     record = Recorder(args.out)
-    coord = _connect(args.url, record)
+    coord = connect(args.url, record)
     if args.batch:
         _consume_with_worker(record, coord, args)
         coord.close()
@@ -435,6 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("url", "name", "out"):
         shop.add_argument(name)
     shop.add_argument("--ttl", type=float, default=2.0)
+    shop.add_argument("--threads", type=int, default=3)
     for kind in ("semaphore", "elect", "count"):
         recipe = sub.add_parser(kind)
         for name in ("url", "name", "out"):
@@ -443,6 +394,8 @@ def main(argv: list[str] | None = None) -> None:
         recipe.add_argument("--timeout", type=float, default=1.0)
         recipe.add_argument("--permits", type=int, default=2)
     args = parser.parse_args(argv)
+    from .shop import run_shop  # its own module; it builds on Recorder
+
     try:
         {"lock": run_lock, "produce": run_produce, "consume": run_consume,
          "semaphore": run_semaphore, "elect": run_elect, "count": run_count,
