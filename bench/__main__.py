@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from coordination.lab.cluster import LocalCluster
 
-from . import report, scenarios
+from . import carts, report, scenarios
 from .redis_server import RedisServer
 from .subjects import Servers, lock_subjects, queue_subjects
 
@@ -102,6 +102,8 @@ def plan_backend(plan: Plan, results: dict[str, Any], all_servers: Servers,
         plan.add(f"{servers.backend}: {subject.label}, batches of {BATCH}",
                  _guarded(row, "batch", lambda s=subject: scenarios.queue_batches(
                      s, BATCH, duration, reps)))
+    plan.add(f"{backend}: cart reservations, {carts.BUYERS} buyers",
+             _guarded(out, "carts", lambda: carts.reservations(servers, duration, reps)))
 
 
 def _interleaved(rows: dict[str, Any], key: str,
@@ -157,7 +159,8 @@ def plan_depth(plan: Plan, results: dict[str, Any], servers: Servers, depths: li
               help="Where latest.json, latest.md and the plots go.")
 def main(backends: tuple[str, ...], quick: bool, duration: float, reps: int,
          depths: str | None, out: Path) -> None:
-    """Benchmark our locks and queues against kazoo, etcd-sdk-python, tooz and Redis."""
+    """Benchmark our locks and queues against kazoo, etcd-sdk-python, tooz and Redis,
+    and cart reservations against counters and locks."""
     console = Console()
     if quick:
         duration, reps = 1.0, 1
