@@ -10,6 +10,7 @@ and leader election on ZooKeeper and etcd.
 from . import errors
 from .client import Coordinator, connect
 from .config import Config
+from .events import Event
 from .recipes.counter import Counter
 from .recipes.election import Election, Observer
 from .recipes.inventory import Hold, Inventory
@@ -22,7 +23,8 @@ from .recipes.statemachine import Snapshot, StateRecord
 from .session import SessionState
 
 __all__ = [
-    "Config", "Coordinator", "Counter", "Election", "Hold", "Inventory", "Lock", "MultiLock",
+    "Config", "Coordinator", "Counter", "Election", "Event", "Hold", "Inventory", "Lock",
+    "MultiLock",
     "Observer", "Permit",
     "Queue",
     "RWLock", "ReadLock", "Retry", "Semaphore", "SessionState", "Snapshot", "StateRecord",

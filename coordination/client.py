@@ -10,6 +10,7 @@ from typing import Any
 from .backends.base import Backend
 from .config import Config
 from .errors import ConfigError
+from .events import EventListener
 from .recipes.counter import Counter
 from .recipes.election import Election
 from .recipes.inventory import Inventory
@@ -79,6 +80,16 @@ class Coordinator:
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(state)`` on every session state change."""
         self._backend.add_listener(listener)
+
+    def add_event_listener(self, listener: EventListener) -> None:
+        """Call ``listener(event)`` for everything this coordinator's recipes and
+        connection tell: lock waits and holds, queue deliveries and settlements,
+        conflicts, retries, session changes (see :mod:`coordination.events`). Quick and
+        non-blocking, please: it runs in the thread where the event happened."""
+        self._backend.events.add(listener)
+
+    def remove_event_listener(self, listener: EventListener) -> None:
+        self._backend.events.remove(listener)
 
     def lock(
         self,

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Protocol
 
 from ..config import Config
 from ..errors import ClientClosed, CoordinationError, SessionLost
+from ..events import Events
 from ..session import Listener, Session, StateListeners
 from . import fork
 from .contenders import MUTEX, Blocker, Contender, Head, Listed, Rule
@@ -49,6 +50,9 @@ class Backend(abc.ABC):
         self.config = config
         self.closed = False
         self.listeners = StateListeners()
+        #: What the recipes and the driver tell about themselves (``coordination.events``).
+        self.events = Events()
+        self.listeners.add(lambda state: self.events.emit("session", detail=state.value))
         self.removals = PendingRemovals(self._remove)
         self._companions: weakref.WeakSet[Companion] = weakref.WeakSet()
         self._inherited = False  # in a forked child, not connected on its own yet

@@ -15,14 +15,16 @@ T = TypeVar("T")
 
 
 def retrying(attempt: Callable[[], T], transient: Callable[[BaseException], bool],
-             timeout: float, servers: str) -> T:
+             timeout: float, servers: str, on_retry: Callable[[], None] = lambda: None) -> T:
     """Run ``attempt``; while it raises a ``transient`` error, again after a backoff
     (20 ms doubling to 0.5 s) until ``timeout`` seconds have passed, then
-    ``BackendUnavailable``. Other errors pass through at once."""
+    ``BackendUnavailable``; ``on_retry()`` before each new try. Other errors pass
+    through at once."""
     try:
         for round_ in Retrying(stop=stop_after_delay(timeout),
                                wait=wait_exponential(multiplier=0.02, max=0.5),
-                               retry=retry_if_exception(transient), reraise=False):
+                               retry=retry_if_exception(transient), reraise=False,
+                               before_sleep=lambda _state: on_retry()):
             with round_:
                 return attempt()
     except RetryError as exc:

@@ -129,6 +129,7 @@ class Counter:
                     return new
             conflicts += 1
             synced = False
+            self._backend.events.emit("counter.conflict", self.name)
             # Someone else's write won this version: back off a little, then retry.
             time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(conflicts, 6))))
 

@@ -101,6 +101,7 @@ class Lock:
         self._style = node_style
         self._entry: Contender | None = None
         self._token: int | None = None
+        self._held_at = 0.0  # time.monotonic() of the current hold's start
         self._state_guard = threading.Lock()
         self._callbacks: list[LostCallback] = []
         self._listener: Callable[[SessionState], None] | None = None
@@ -195,11 +196,20 @@ class Lock:
         lost = self._forget()  # a hold lost earlier and never released
         if lost is not None:
             self._backend.withdraw(lost)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        entry = self._contend(deadline)
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        events = self._backend.events
+        try:
+            entry = self._contend(deadline)
+        except Exception as exc:
+            events.emit("lock.failed", self.name, time.monotonic() - started,
+                        detail=type(exc).__name__)
+            raise
         if entry is None:
+            events.emit("lock.timeout", self.name, time.monotonic() - started)
             return False
         self._hold(entry)
+        events.emit("lock.acquired", self.name, self._held_at - started)
         return True
 
     def _contend(self, deadline: float | None) -> Contender | None:
@@ -240,9 +250,11 @@ class Lock:
     def _hold(self, entry: Contender) -> None:
         self._entry = entry
         self._token = entry.token
+        self._held_at = held_at = time.monotonic()
 
         def on_state(state: SessionState) -> None:
             if state == SessionState.LOST and self._entry is entry:
+                self._backend.events.emit("lock.lost", self.name, time.monotonic() - held_at)
                 for callback in list(self._callbacks):
                     try:
                         callback(self)
@@ -283,6 +295,7 @@ class Lock:
         # (others may have held the lock since); so does a session lost meanwhile.
         if not alive or removed is False or not entry.session.alive:
             raise LockLost(f"lock {self.name!r} was lost with its session before release")
+        self._backend.events.emit("lock.released", self.name, time.monotonic() - self._held_at)
 
     def _forget(self) -> Contender | None:
         """Drop the local state of the current hold; return its entry (to withdraw)."""

@@ -121,7 +121,8 @@ class Connection:
 
         try:
             return retrying(attempt, _is_transient,
-                            self.config.request_timeout if timeout is None else timeout, "etcd")
+                            self.config.request_timeout if timeout is None else timeout, "etcd",
+                            lambda: self._backend.events.emit("request.retry"))
         except LeaseGone:
             raise session_gone(session, "etcd lease not found",
                                self._backend.listeners.notify) from None

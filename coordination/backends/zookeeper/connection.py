@@ -298,7 +298,8 @@ class Connection:
 
         try:
             timeout = self.config.request_timeout if retry else 0.0
-            return retrying(attempt, transient, timeout, "ZooKeeper")
+            return retrying(attempt, transient, timeout, "ZooKeeper",
+                            lambda: self._backend.events.emit("request.retry"))
         except NoNodeError:
             raise NodeMissing(_path_of(args)) from None
         except NotEmptyError:

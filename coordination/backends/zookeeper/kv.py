@@ -88,10 +88,14 @@ class ZooKeeperKV(KeyValue):
 
     def commit(self, checks: Sequence[Check], ops: Sequence[Op],
                session: Session | None = None) -> int | None:
-        return self.commit_each([(checks, ops)], session)[0]
+        return self._commit_all([(checks, ops)], session)[0]
 
     def commit_each(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
                     session: Session | None = None) -> list[int | None]:
+        return self._commit_all(commits, session)
+
+    def _commit_all(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
+                    session: Session | None) -> list[int | None]:
         for checks, ops in commits:
             for key in [op.key for op in ops if isinstance(op, Create)] + [
                     c.key for c in checks if isinstance(c, Absent)]:

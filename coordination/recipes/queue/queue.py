@@ -76,12 +76,16 @@ class Queue:
         seconds ago, nothing is stored again (a producer may retry after a lost reply,
         even once the task was handled). Raises ``InvalidPayload``, ``PayloadTooLarge``,
         ``InvalidArgument``, ``BackendUnavailable``."""
-        return self._producer.put(data, priority, delay, key, id)
+        task_id = self._producer.put(data, priority, delay, key, id)
+        self._backend.events.emit("queue.put", self.name)
+        return task_id
 
     def put_many(self, items: Iterable[Any], priority: int = 0, delay: float = 0.0,
                  key: str | None = None) -> list[str]:
         """Store several tasks (one commit per batch of up to 40 where there is no key)."""
-        return self._producer.put_many(items, priority, delay, key)
+        ids = self._producer.put_many(items, priority, delay, key)
+        self._backend.events.emit("queue.put", self.name, count=len(ids))
+        return ids
 
     def get(self, timeout: float | None = None, time_limit: float | None = None) -> Task | None:
         """Claim the next task (highest priority, then oldest); None after ``timeout``
@@ -119,7 +123,7 @@ class Queue:
                 self._maintainer.run()
             tasks = claim()
             if tasks:
-                return tasks
+                return self._delivered(tasks)
             raced = raced + 1 if self._claimer.raced() else 0
             if 0 < raced <= _RACED_ROUNDS and (deadline is None or time.monotonic() < deadline):
                 continue  # tasks are ready, others took the ones we tried: look again
@@ -131,7 +135,7 @@ class Queue:
                 self._maintainer.run()
             tasks = claim()
             if tasks:
-                return tasks
+                return self._delivered(tasks)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return []
@@ -145,6 +149,15 @@ class Queue:
                 wait = min(wait, max(0.01, next_due))
             self._bell.wait(bell, wait)
             raced = 0
+
+    def _delivered(self, tasks: list[Task]) -> list[Task]:
+        events = self._backend.events
+        if events:
+            events.emit("queue.delivered", self.name, count=len(tasks))
+            again = sum(1 for task in tasks if task.attempts)
+            if again:
+                events.emit("queue.redelivered", self.name, count=again)
+        return tasks
 
     def worker(self, handler: Handler, concurrency: int = 8, retry: Retry | None = None,
                grace: float = 30.0, batch: int = 1,

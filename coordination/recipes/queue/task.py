@@ -53,6 +53,7 @@ class Task:
         self._token = token
         self._claim = claim
         self._settled = claim is None
+        self._claimed_at = time.monotonic()
 
     def __repr__(self) -> str:
         return f"<Task {self.id} priority={self.priority} key={self.key} attempts={self.attempts}>"
@@ -93,6 +94,11 @@ class Task:
     @property
     def token(self) -> int:
         return self._token
+
+    @property
+    def enqueued_at(self) -> float:
+        """When the task was put (``time.time()`` seconds, by its producer's clock)."""
+        return self._record.seq / 1e9
 
     @property
     def queue_name(self) -> str:
@@ -172,6 +178,7 @@ class Settler:
             try:
                 claim = self._check_mine(task)
             except ClaimLost:
+                self._told("queue.claim_lost", task)
                 lost.append(task)
                 continue
             if task.key is None and claim.claim_version is not None:
@@ -214,6 +221,7 @@ class Settler:
             return tasks
         for task in tasks:
             task._settled = True
+            self._told("queue.acked", task)
         return []
 
     def _after_lost_batch(self, tasks: list[Task], nonces: dict[str, str]) -> list[Task]:
@@ -223,6 +231,7 @@ class Settler:
         for task, entry in zip(tasks, entries):
             if entry is not None and decode(entry.value)[0].nonce == nonces[task.id]:
                 task._settled = True
+                self._told("queue.acked", task)
             else:
                 left.append(task)  # not applied, or gone: ack() tells which
         return left
@@ -265,9 +274,21 @@ class Settler:
     def _settle(self, task: Task, done: bool, delay: float = 0.0, error: str = "",
                 attempts: int = 0) -> None:
         try:
-            self._settle_once(task, done, delay, error, attempts)
+            state = self._settle_once(task, done, delay, error, attempts)
         except SessionLost:
+            self._told("queue.claim_lost", task)
             raise ClaimLost(f"the claim on task {task.id} is lost with its session") from None
+        except ClaimLost:
+            self._told("queue.claim_lost", task)
+            raise
+        self._told({"done": "queue.acked", "dead": "queue.dead"}.get(state or "", "queue.nacked"),
+                   task)
+
+    def _told(self, kind: str, task: Task) -> None:
+        """The event ``kind`` of ``task``, with the age of its claim."""
+        events = self._backend.events
+        if events:
+            events.emit(kind, self.name, time.monotonic() - task._claimed_at)
 
     def _check_mine(self, task: Task) -> Claim:
         """The checks that need no server: the right queue, not settled, session alive."""
@@ -291,7 +312,8 @@ class Settler:
         return record
 
     def _settle_once(self, task: Task, done: bool, delay: float, error: str,
-                     max_attempts: int) -> None:
+                     max_attempts: int) -> str | None:
+        """Settle ``task``; the state it was left in (done, ready, dead)."""
         claim = self._check_mine(task)
         keys, task_id = self._keys, task.id
         if claim.claim_version is None:
@@ -319,11 +341,11 @@ class Settler:
             try:
                 if self._kv.commit(checks, ops, claim.session) is not None:
                     task._settled = True
-                    return
+                    return written.state
             except OutcomeUnknown:
                 if self._settled_by_us(task, version, done, written.nonce, claim.session):
                     task._settled = True
-                    return
+                    return written.state
             # Not applied: a concurrent put of the same key, or the claim was lost;
             # _own() tells which (ClaimLost, or the record for another round).
             entry = self._own(task)
