@@ -45,11 +45,18 @@ def _inventory(coord: coordination.Coordinator, skus: list[str]) -> Reserve:
     return lambda cart: None if inventory.reserve(cart, ttl=3600) else None
 
 
-def _counters(coord: coordination.Coordinator, skus: list[str]) -> Reserve:
+def _stocked(coord: coordination.Coordinator, skus: list[str]
+             ) -> tuple[str, dict[str, coordination.Counter]]:
+    """A fresh run id, and per SKU a counter of that run holding ``STOCK``."""
     run = uuid.uuid4().hex[:8]
     counters = {sku: coord.counter(f"bench-{run}/{sku}") for sku in skus}
     for counter in counters.values():
         counter.set(STOCK)
+    return run, counters
+
+
+def _counters(coord: coordination.Coordinator, skus: list[str]) -> Reserve:
+    _run, counters = _stocked(coord, skus)
 
     def reserve(cart: dict[str, int]) -> None:
         taken: list[tuple[str, int]] = []
@@ -65,10 +72,7 @@ def _counters(coord: coordination.Coordinator, skus: list[str]) -> Reserve:
 
 
 def _locks(coord: coordination.Coordinator, skus: list[str]) -> Reserve:
-    run = uuid.uuid4().hex[:8]
-    counters = {sku: coord.counter(f"bench-{run}/{sku}") for sku in skus}
-    for counter in counters.values():
-        counter.set(STOCK)
+    run, counters = _stocked(coord, skus)
 
     def reserve(cart: dict[str, int]) -> None:
         with coord.multi_lock([f"bench-{run}/{sku}" for sku in cart], timeout=60):

@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import threading
 import time
 
 import coordination
 from coordination.errors import Conflict, CoordinationError, HoldExpired, OutOfStock
 
-from .workloads import Recorder, connect
+from .workloads import Recorder, connect, in_threads
 
 #: The SKUs the shoppers buy (the scenario stocks them).
 SHOP_SKUS = ("sku-a", "sku-b", "sku-c")
@@ -27,18 +26,9 @@ def run_shop(args: argparse.Namespace) -> None:
     coord = connect(args.url, record)
     inventory = coord.inventory(args.name)
 
-    def run(tid: int) -> None:
-        try:
-            _shop(record, inventory, random.Random(os.getpid() * 100 + tid), args.ttl)
-        except BaseException as exc:
-            record.failure = record.failure or exc  # the other threads stop
-
-    threads = [threading.Thread(target=run, args=(i,), name=f"shopper-{i}")
-               for i in range(args.threads)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(record, lambda tid: _shop(record, inventory,
+                                         random.Random(os.getpid() * 100 + tid), args.ttl),
+               args.threads, "shopper")
     coord.close()
     if record.failure is not None:
         raise record.failure

@@ -342,21 +342,27 @@ def run_consume(args: argparse.Namespace) -> None:
     queues = [shared if i < 2 else coord.queue(args.queue, max_attempts=1000)
               for i in range(args.threads)]
 
+    in_threads(record, lambda tid: _consume(record, queues[tid], tid, args.work, args.nack),
+               args.threads, "consumer")
+    coord.close()
+    if record.failure is not None:
+        raise record.failure
+
+
+def in_threads(record: Recorder, body: Callable[[int], None], count: int, name: str) -> None:
+    """``body(i)`` on ``count`` threads, joined; the first to fail stops the others
+    (``record.stopping``) and is kept in ``record.failure``."""
     def run(tid: int) -> None:
         try:
-            _consume(record, queues[tid], tid, args.work, args.nack)
+            body(tid)
         except BaseException as exc:
-            record.failure = record.failure or exc  # the other threads stop
+            record.failure = record.failure or exc
 
-    threads = [threading.Thread(target=run, args=(i,), name=f"consumer-{i}")
-               for i in range(args.threads)]
+    threads = [threading.Thread(target=run, args=(i,), name=f"{name}-{i}") for i in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    coord.close()
-    if record.failure is not None:
-        raise record.failure
 
 
 def main(argv: list[str] | None = None) -> None:
