@@ -129,11 +129,18 @@ class Session:
                 self.lost.set()
             listeners = list(self._listeners)
             wakers = list(self._wakers)
-        log.debug("session %s -> %s", self.id, state.value)
+        # One line per change an operator cares about; a close is ours, not news.
+        log.log(logging.DEBUG if state == SessionState.CLOSED else logging.INFO,
+                "session %s %s", self.id, _CHANGES[state])
         for event in wakers:
             event.set()
         for listener in listeners:
             _safe_call(listener, state)
+
+
+_CHANGES = {SessionState.CONNECTED: "connected again", SessionState.SUSPENDED:
+            "suspended: no server answers (the session may live on)",
+            SessionState.LOST: "lost: what it held is gone", SessionState.CLOSED: "closed"}
 
 
 def _safe_call(listener: Listener, state: SessionState) -> None:

@@ -5,6 +5,7 @@ listener that raises changes nothing for the recipe."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -41,7 +42,8 @@ class Heard:
 
 
 def test_lock_waits_holds_timeouts_and_losses_are_told(coord: coordination.Coordinator,
-                                                      connect) -> None:
+                                                      connect, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="coordination")
     heard = Heard()
     coord.add_event_listener(heard)
     lock, rival = coord.lock("sku-1"), connect().lock("sku-1")
@@ -63,6 +65,12 @@ def test_lock_waits_holds_timeouts_and_losses_are_told(coord: coordination.Coord
     wait_for(lambda: heard.of("lock.lost"), timeout=TTL * 3)
     assert heard.of("lock.lost")[0].name == "sku-1"
     assert any(event.detail == "LOST" for event in heard.of("session"))
+    # One INFO line each for the operator, from the module's own logger.
+    lines = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
+    assert ("coordination.recipes.lock", logging.INFO,
+            f"lock 'sku-1' lost with its session (token {lock.token})") in lines
+    assert any(name == "coordination.session" and level == logging.INFO and "lost" in text
+               for name, level, text in lines)
     with pytest.raises(errors.LockLost):
         lock.release()
     assert len(heard.of("lock.released")) == 1  # a lost hold is not told as released

@@ -255,6 +255,7 @@ class Lock:
         def on_state(state: SessionState) -> None:
             if state == SessionState.LOST and self._entry is entry:
                 self._backend.events.emit("lock.lost", self.name, time.monotonic() - held_at)
+                log.info("lock %r lost with its session (token %s)", self.name, entry.token)
                 for callback in list(self._callbacks):
                     try:
                         callback(self)
