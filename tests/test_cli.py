@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -134,6 +136,48 @@ def test_cluster_up_status_kill_restart_down(
 
 
 PRINT_TOKEN = "import os, sys; print(os.environ['FENCING_TOKEN']); sys.exit(int(sys.argv[1]))"
+
+
+SCRAPE = """
+import sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=10).read()
+print(text.decode())
+"""
+
+
+def test_lock_and_worker_serve_metrics_while_they_run(
+        cli: Run, url: str, tmp_path: Path, connect, python_env: dict[str, str]) -> None:
+    """--metrics-port: the command run under the lock scrapes the lock's own endpoint;
+    the worker's endpoint shows the tasks it handled and the queue's depth."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    held = cli("lock", "jobs/nightly", "--url", url, "--metrics-port", str(port), "--",
+               sys.executable, "-c", SCRAPE, str(port))
+    assert held.returncode == 0, held.stderr
+    assert 'coordination_lock_wait_seconds_count{lock="jobs/nightly",outcome="acquired"} 1.0' \
+        in held.stdout
+    queue = connect().queue("orders")
+    queue.put_many([b"a", b"b"])
+    (tmp_path / "handlers.py").write_text("def ok(task):\n    pass\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coordination", "worker", "orders", "--handler", "handlers:ok",
+         "--url", url, "--metrics-port", str(port)], cwd=tmp_path, env=python_env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def scraped() -> str:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    return r.read().decode()
+            except OSError:
+                return ""
+        wait_for(lambda: 'event="acked",queue="orders"} 2.0' in scraped(), timeout=60)
+        # The depth is read at most every 5 s: the first read may be from before.
+        wait_for(lambda: 'coordination_queue_depth{queue="orders",state="pending"} 0.0'
+                 in scraped(), timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
 
 
 def test_lock_runs_command_with_fencing_token_and_its_exit_code(

@@ -17,6 +17,7 @@ import click
 from ..errors import CoordinationError, LockLost, NotHeld
 from ..names import validate_name
 from . import Connection, connection_options
+from .metrics import metrics_options, serve
 
 #: Default exit code when the lock is not acquired within --timeout (as flock(1)).
 EXIT_CONFLICT = 1
@@ -33,9 +34,10 @@ EXIT_NOT_FOUND = 127
 @click.option("--conflict-exit-code", type=click.IntRange(0, 255), default=EXIT_CONFLICT,
               show_default=True, metavar="N",
               help="Exit code when the lock is not acquired within --timeout.")
+@metrics_options
 @connection_options
 def lock(conn: Connection, name: str, command: tuple[str, ...], timeout: float | None,
-         conflict_exit_code: int) -> int:
+         conflict_exit_code: int, metrics: tuple[int | None, str]) -> int:
     """Run COMMAND while holding the lock NAME; exit with COMMAND's exit code.
 
     Put `--` before COMMAND. COMMAND gets FENCING_TOKEN (this hold's fencing token) and
@@ -48,16 +50,20 @@ def lock(conn: Connection, name: str, command: tuple[str, ...], timeout: float |
     """
     validate_name(name, "lock name")  # before connecting: a typo fails at once
     with conn.connect() as coord:
+        stop_serving = serve(coord, metrics)
         identifier = f"{socket.gethostname()} pid {os.getpid()}: {shlex.join(command)}"[:240]
         held = coord.lock(name, identifier=identifier)
-        if not held.acquire(timeout=timeout):
-            click.echo(f"error: lock {name!r} not acquired within {timeout:g}s", err=True)
-            return conflict_exit_code
         try:
-            return _run_holding(held, name, list(command))
+            if not held.acquire(timeout=timeout):
+                click.echo(f"error: lock {name!r} not acquired within {timeout:g}s", err=True)
+                return conflict_exit_code
+            try:
+                return _run_holding(held, name, list(command))
+            finally:
+                with contextlib.suppress(LockLost, NotHeld, CoordinationError):
+                    held.release()
         finally:
-            with contextlib.suppress(LockLost, NotHeld, CoordinationError):
-                held.release()
+            stop_serving()
 
 
 def _run_holding(held: Any, name: str, command: list[str]) -> int:

@@ -18,6 +18,7 @@ from ..names import validate_name
 from ..recipes.queue import Retry, Worker
 from ..recipes.queue import worker as worker_module
 from . import EXIT_INTERRUPTED, Connection, Failure, connection_options
+from .metrics import metrics_options, serve
 from .output import console
 
 
@@ -82,11 +83,12 @@ def status_line(worker: Worker, started: float) -> str:
 @click.option("--backoff", type=(click.FloatRange(min=0), click.FloatRange(min=0)),
               default=(1.0, 300.0), show_default=True, metavar="BASE MAX",
               help="Retry after BASE * 2**attempts seconds, at most MAX (with jitter).")
+@metrics_options
 @connection_options
 def worker(conn: Connection, name: str, handler_spec: str, concurrency: int, batch: int,
            grace: float,
            time_limit: float | None, max_attempts: int | None,
-           backoff: tuple[float, float]) -> int:
+           backoff: tuple[float, float], metrics: tuple[int | None, str]) -> int:
     """Run a handler over the tasks of queue NAME until SIGTERM or SIGINT.
 
     The first signal stops claiming and gives running handlers --grace seconds; a
@@ -100,10 +102,15 @@ def worker(conn: Connection, name: str, handler_spec: str, concurrency: int, bat
     out = console(stderr=True)
     _log_worker_events(out)
     with conn.connect() as coord:
-        loop = coord.queue(name, time_limit=time_limit).worker(
-            handler, concurrency=concurrency, retry=retry, grace=grace, batch=batch)
+        queue = coord.queue(name, time_limit=time_limit)
+        stop_serving = serve(coord, metrics, queue)
+        loop = queue.worker(handler, concurrency=concurrency, retry=retry, grace=grace,
+                            batch=batch)
         started = time.monotonic()
-        with Live(get_renderable=lambda: status_line(loop, started), console=out,
-                  refresh_per_second=2, transient=False):
-            stats = loop.run()
+        try:
+            with Live(get_renderable=lambda: status_line(loop, started), console=out,
+                      refresh_per_second=2, transient=False):
+                stats = loop.run()
+        finally:
+            stop_serving()
     return EXIT_INTERRUPTED if stats.abandoned else 0
