@@ -104,6 +104,8 @@ def plan_backend(plan: Plan, results: dict[str, Any], all_servers: Servers,
                      s, BATCH, duration, reps)))
     plan.add(f"{backend}: cart reservations, {carts.BUYERS} buyers",
              _guarded(out, "carts", lambda: carts.reservations(servers, duration, reps)))
+    plan.add(f"{backend}: metrics overhead",
+             _guarded(out, "metrics", lambda: scenarios.metrics_cost(servers, duration, reps)))
 
 
 def _interleaved(rows: dict[str, Any], key: str,
@@ -157,8 +159,10 @@ def plan_depth(plan: Plan, results: dict[str, Any], servers: Servers, depths: li
               "[default: 0,10000,100000,1000000; with --quick 0,10000].")
 @click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True,
               help="Where latest.json, latest.md and the plots go.")
+@click.option("--only", default=None, metavar="TEXT",
+              help="Run only the steps whose label contains TEXT (and the raw writes).")
 def main(backends: tuple[str, ...], quick: bool, duration: float, reps: int,
-         depths: str | None, out: Path) -> None:
+         depths: str | None, out: Path, only: str | None) -> None:
     """Benchmark our locks and queues against kazoo, etcd-sdk-python, tooz and Redis,
     and cart reservations against counters and locks."""
     console = Console()
@@ -194,6 +198,9 @@ def main(backends: tuple[str, ...], quick: bool, duration: float, reps: int,
                     results[backend], "tls", lambda b=backend, s=servers, c=secured: _tls(
                         b, s, c, duration, reps)))
                 plan_depth(plan, results, servers, depth_list)
+                if only is not None:
+                    plan.steps = [(label, step) for label, step in plan.steps
+                                  if only in label or "raw writes" in label]
                 _run(plan, console)
             finally:
                 cluster.stop()

@@ -98,7 +98,7 @@ def targets(backend: str, data: Doc) -> list[tuple[str, str, bool | None]]:
     ratio = batched / _rate(redis.get("8x8 batched"), "takes")
     rows.append(("batched 8x8 >= 0.5x the Redis queue (unsafe) batched", f"{ratio:.2f}x",
                  _met(ratio, 0.5)))
-    rows += _cart_targets(data)
+    rows += _cart_targets(data) + _overhead_targets(data)
     depth = data["depth"]
     if "1000000" in depth and "10000" in depth:
         ratio = depth["1000000"].get("p99_ms", math.nan) / depth["10000"].get("p99_ms", math.nan)
@@ -116,6 +116,20 @@ def _cart_targets(data: Doc) -> list[tuple[str, str, bool | None]]:
     ratio = hot / _rate(data["raw"].get("1"))
     return [("32 buyers on ONE hot SKU reserve >= 0.5 of one client's raw writes/s",
              f"{ratio:.2f} ({hot:,.0f}/s)", _met(ratio, 0.5))]
+
+
+def _overhead_targets(data: Doc) -> list[tuple[str, str, bool | None]]:
+    """Issue 19: our figures with every client measured, over the same without."""
+    cost = data.get("metrics")
+    if not isinstance(cost, dict) or "error" in cost:
+        return []
+    rows: list[tuple[str, str, bool | None]] = []
+    for what, label in (("lock", "lock cycles/s, 1 contender"), ("queue", "queue get+ack/s, 1x1")):
+        ratio = _rate(cost, f"{what} on") / _rate(cost, f"{what} off")
+        rows.append((f"{label} with metrics on >= 0.95 of off", f"{ratio:.2f} "
+                     f"({_spread(cost, f'{what} on')} vs {_spread(cost, f'{what} off')})",
+                     _met(ratio, 0.95)))
+    return rows
 
 
 def _cart_table(cart_rows: Any) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any
 from coordination.lab.cluster import LocalCluster
 
 from .measure import Figure, percentile, run_threads
-from .subjects import OurQueue, Servers, Subject, close_all
+from .subjects import OurQueue, Servers, Subject, close_all, our_lock
 
 Loop = Callable[[Callable[[], bool]], None]
 
@@ -341,6 +341,33 @@ def get_latency(url: str, name: str, samples: int, refill: bool) -> dict[str, fl
 
 #: Unmeasured warm-up of the TLS figure's subjects, in figure durations.
 WARMUP = 5
+
+
+def metrics_cost(servers: Servers, duration: float, reps: int) -> dict[str, Any]:
+    """Our lock cycle (1 contender) and queue get+ack (1x1) as they are and with every
+    client measured by ``coordination.metrics`` (its listener on every event), rep by
+    rep alternating: ``lock off``, ``lock on``, ``queue off``, ``queue on``."""
+    from prometheus_client import CollectorRegistry
+
+    from coordination.metrics import Metrics
+
+    metrics = Metrics(CollectorRegistry())
+    subjects = {
+        "off": (Subject("coordination", lambda name: our_lock(servers.url, name), ours=True),
+                Subject("coordination", lambda name: OurQueue(servers.url, name), ours=True)),
+        "on": (Subject("coordination", lambda name: our_lock(servers.url, name,
+                                                              metrics.instrument), ours=True),
+               Subject("coordination", lambda name: OurQueue(servers.url, name,
+                                                             metrics.instrument), ours=True)),
+    }
+    rates: dict[str, list[float]] = {f"{what} {mode}": [] for what in ("lock", "queue")
+                                     for mode in subjects}
+    for _ in range(reps):
+        for mode, (lock, queue) in subjects.items():
+            rates[f"lock {mode}"].append(lock_cycles(lock, 1, duration, 1, None)["rate"]["median"])
+            rates[f"queue {mode}"].append(
+                queue_flow(queue, 1, 1, duration, 1)["takes"]["median"])
+    return {key: Figure.of(values).as_dict() for key, values in rates.items()}
 
 
 def tls_cost(plain: Subject, plain_queue: Subject, secured: Subject, secured_queue: Subject,

@@ -87,15 +87,20 @@ class AdaptedLock:
 # --- ours ---------------------------------------------------------------------------------
 
 
-def our_lock(url: str, name: str) -> AdaptedLock:
+Instrument = Callable[[coordination.Coordinator], None]
+
+
+def our_lock(url: str, name: str, instrument: Instrument = lambda _coord: None) -> AdaptedLock:
     coord = coordination.connect(url)
+    instrument(coord)
     lock = coord.lock(name)
     return AdaptedLock(lock, lambda: lock.acquire(timeout=120), coord.close)
 
 
 class OurQueue:
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, url: str, name: str, instrument: Instrument = lambda _coord: None) -> None:
         self.coord = coordination.connect(url)
+        instrument(self.coord)
         self.queue = self.coord.queue(name)
 
     def put(self, data: bytes) -> None:
