@@ -10,7 +10,7 @@ from typing import Any
 from .backends.base import Backend
 from .config import Config
 from .errors import ConfigError
-from .events import EventListener
+from .events import EventListener, TaskHooks
 from .recipes.counter import Counter
 from .recipes.election import Election
 from .recipes.inventory import Inventory
@@ -90,6 +90,12 @@ class Coordinator:
 
     def remove_event_listener(self, listener: EventListener) -> None:
         self._backend.events.remove(listener)
+
+    def add_task_hooks(self, hooks: TaskHooks) -> None:
+        """Run ``hooks`` around every put, worker-loop handler and settlement of this
+        coordinator's queues (see :class:`coordination.events.TaskHooks`; used by
+        ``coordination.tracing``)."""
+        self._backend.events.add_hooks(hooks)
 
     def lock(
         self,

@@ -33,9 +33,11 @@ sessions and requests): a bounded label, never a task id.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +62,54 @@ class Event:
 EventListener = Callable[[Event], None]
 
 
+class TaskHooks(Protocol):
+    """Code run around a task's put, processing and settlement, for what has to be in
+    the task or around the work (``coordination.tracing``: a producer span whose trace
+    context rides in the task's headers, a consumer span around the handler). Each
+    returns a context manager; ``sending`` yields headers to store with the task."""
+
+    def sending(self, queue: str) -> contextlib.AbstractContextManager[Mapping[str, str]]: ...
+
+    def processing(self, task: Any) -> contextlib.AbstractContextManager[None]: ...
+
+    def settling(self, task: Any, how: str) -> contextlib.AbstractContextManager[None]: ...
+
+
 class Events:
     """The event listeners of one coordinator. ``emit`` costs one attribute test while
     nobody listens."""
 
     def __init__(self) -> None:
         self._listeners: tuple[EventListener, ...] = ()
+        self._hooks: tuple[TaskHooks, ...] = ()
+
+    def add_hooks(self, hooks: TaskHooks) -> None:
+        self._hooks = (*self._hooks, hooks)
+
+    @contextlib.contextmanager
+    def sending(self, queue: str) -> Iterator[dict[str, str]]:
+        """Around a put: the headers the hooks give the task (none without hooks)."""
+        headers: dict[str, str] = {}
+        with contextlib.ExitStack() as stack:
+            for hooks in self._hooks:
+                headers.update(stack.enter_context(hooks.sending(queue)))
+            yield headers
+
+    @contextlib.contextmanager
+    def processing(self, task: Any) -> Iterator[None]:
+        """Around a worker's handler of ``task``."""
+        with contextlib.ExitStack() as stack:
+            for hooks in self._hooks:
+                stack.enter_context(hooks.processing(task))
+            yield
+
+    @contextlib.contextmanager
+    def settling(self, task: Any, how: str) -> Iterator[None]:
+        """Around ``task``'s ack or nack (``how``: ack, nack)."""
+        with contextlib.ExitStack() as stack:
+            for hooks in self._hooks:
+                stack.enter_context(hooks.settling(task, how))
+            yield
 
     def add(self, listener: EventListener) -> None:
         self._listeners = (*self._listeners, listener)

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ...backends.kv import Absent, Check, Create, KeyValue, Op, OutcomeUnknown, Update, Version
@@ -63,7 +63,8 @@ def due_after(delay: float) -> int:
     return time.time_ns() + int(delay * 1e9) if delay > 0 else 0
 
 
-def new_record(priority: int, delay: float, key: str | None, id: str | None) -> TaskRecord:
+def new_record(priority: int, delay: float, key: str | None, id: str | None,
+               headers: Mapping[str, str] | None = None) -> TaskRecord:
     """The record of a task about to be put; ``InvalidArgument`` for bad arguments."""
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise InvalidArgument(f"priority must be an int, got {priority!r}")
@@ -79,7 +80,7 @@ def new_record(priority: int, delay: float, key: str | None, id: str | None) -> 
     ):
         raise InvalidArgument("id must be 1-128 characters of letters, digits, -_.:@")
     return TaskRecord(id=id, priority=priority, key=key, attempts=0, seq=_clock.next(),
-                      due=due_after(delay))
+                      due=due_after(delay), extra={"h": dict(headers)} if headers else {})
 
 
 class Producer:
@@ -95,10 +96,10 @@ class Producer:
         return encode_payload(self._codec.encode(data), limits.MAX_PAYLOAD)
 
     def put(self, data: Any, priority: int, delay: float, key: str | None,
-            id: str | None) -> str:
-        """See ``Queue.put``."""
+            id: str | None, headers: Mapping[str, str]) -> str:
+        """See ``Queue.put``; ``headers`` are stored with the task (``Task.headers``)."""
         payload = self._payload(data)
-        record = new_record(priority, delay, key, id)
+        record = new_record(priority, delay, key, id, headers)
         if record.key is None:
             self._put_unkeyed([(record, payload)])
         else:
@@ -106,10 +107,11 @@ class Producer:
         return record.id
 
     def put_many(self, items: Iterable[Any], priority: int, delay: float,
-                 key: str | None) -> list[str]:
+                 key: str | None, headers: Mapping[str, str]) -> list[str]:
         """See ``Queue.put_many``."""
         payloads = [self._payload(item) for item in items]
-        tasks = [(new_record(priority, delay, key, None), payload) for payload in payloads]
+        tasks = [(new_record(priority, delay, key, None, headers), payload)
+                 for payload in payloads]
         if key is not None:
             for record, payload in tasks:
                 self._put_keyed(record, key, payload)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidArgument
+from ...events import Events
 from ...names import validate_name
 from ..lock import check_timeout
 from .bell import Bell
@@ -65,6 +66,12 @@ class Queue:
         return self._max_attempts
 
     @property
+    def events(self) -> Events:
+        """The event hub of this queue's coordinator (see ``coordination.events``): the
+        worker loop runs its handlers inside ``events.processing(task)``."""
+        return self._backend.events
+
+    @property
     def layout(self) -> QueueLayout:
         """Where this queue keeps what on the servers."""
         return self._keys
@@ -76,15 +83,17 @@ class Queue:
         seconds ago, nothing is stored again (a producer may retry after a lost reply,
         even once the task was handled). Raises ``InvalidPayload``, ``PayloadTooLarge``,
         ``InvalidArgument``, ``BackendUnavailable``."""
-        task_id = self._producer.put(data, priority, delay, key, id)
-        self._backend.events.emit("queue.put", self.name)
+        with self.events.sending(self.name) as headers:
+            task_id = self._producer.put(data, priority, delay, key, id, headers)
+        self.events.emit("queue.put", self.name)
         return task_id
 
     def put_many(self, items: Iterable[Any], priority: int = 0, delay: float = 0.0,
                  key: str | None = None) -> list[str]:
         """Store several tasks (one commit per batch of up to 40 where there is no key)."""
-        ids = self._producer.put_many(items, priority, delay, key)
-        self._backend.events.emit("queue.put", self.name, count=len(ids))
+        with self.events.sending(self.name) as headers:
+            ids = self._producer.put_many(items, priority, delay, key, headers)
+        self.events.emit("queue.put", self.name, count=len(ids))
         return ids
 
     def get(self, timeout: float | None = None, time_limit: float | None = None) -> Task | None:

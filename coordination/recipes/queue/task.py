@@ -96,6 +96,13 @@ class Task:
         return self._token
 
     @property
+    def headers(self) -> dict[str, str]:
+        """What the coordinator's task hooks stored with the task at its put (e.g. the
+        producer's trace context, see ``coordination.tracing``); {} without hooks."""
+        headers = self._record.extra.get("h")
+        return dict(headers) if isinstance(headers, dict) else {}
+
+    @property
     def enqueued_at(self) -> float:
         """When the task was put (``time.time()`` seconds, by its producer's clock)."""
         return self._record.seq / 1e9
@@ -274,7 +281,8 @@ class Settler:
     def _settle(self, task: Task, done: bool, delay: float = 0.0, error: str = "",
                 attempts: int = 0) -> None:
         try:
-            state = self._settle_once(task, done, delay, error, attempts)
+            with self._backend.events.settling(task, "ack" if done else "nack"):
+                state = self._settle_once(task, done, delay, error, attempts)
         except SessionLost:
             self._told("queue.claim_lost", task)
             raise ClaimLost(f"the claim on task {task.id} is lost with its session") from None

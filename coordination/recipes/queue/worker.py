@@ -247,17 +247,18 @@ class Worker:
             if task.id in self._abandoned:  # stop() gave the rest back: not ours now
                 self._done_with(tasks[n:])
                 break
-            try:
-                self.handler(task)
-            except Exception as exc:
-                self._settle(task, exc)
-                self._done_with([task])
-                continue
-            if self.batch == 1:
-                self._settle(task, None)
-                self._done_with([task])
-            else:
-                succeeded.append(task)
+            with self.queue.events.processing(task):
+                try:
+                    self.handler(task)
+                except Exception as exc:
+                    self._settle(task, exc)
+                    self._done_with([task])
+                    continue
+                if self.batch == 1:
+                    self._settle(task, None)
+                    self._done_with([task])
+                else:
+                    succeeded.append(task)
         if succeeded:
             self._ack_together(succeeded)
             self._done_with(succeeded)
