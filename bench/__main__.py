@@ -104,7 +104,7 @@ def plan_backend(plan: Plan, results: dict[str, Any], all_servers: Servers,
                      s, BATCH, duration, reps)))
     plan.add(f"{backend}: cart reservations, {carts.BUYERS} buyers",
              _guarded(out, "carts", lambda: carts.reservations(servers, duration, reps)))
-    plan.add(f"{backend}: metrics overhead",
+    plan.add(f"{backend}: metrics and tracing overhead",
              _guarded(out, "metrics", lambda: scenarios.metrics_cost(servers, duration, reps)))
 
 

@@ -126,7 +126,7 @@ def _overhead_targets(data: Doc) -> list[tuple[str, str, bool | None]]:
     rows: list[tuple[str, str, bool | None]] = []
     for what, label in (("lock", "lock cycles/s, 1 contender"), ("queue", "queue get+ack/s, 1x1")):
         ratio = _rate(cost, f"{what} on") / _rate(cost, f"{what} off")
-        rows.append((f"{label} with metrics on >= 0.95 of off", f"{ratio:.2f} "
+        rows.append((f"{label} with metrics and tracing on >= 0.95 of off", f"{ratio:.2f} "
                      f"({_spread(cost, f'{what} on')} vs {_spread(cost, f'{what} off')})",
                      _met(ratio, 0.95)))
     return rows

@@ -345,20 +345,36 @@ WARMUP = 5
 
 def metrics_cost(servers: Servers, duration: float, reps: int) -> dict[str, Any]:
     """Our lock cycle (1 contender) and queue get+ack (1x1) as they are and with every
-    client measured by ``coordination.metrics`` (its listener on every event), rep by
-    rep alternating: ``lock off``, ``lock on``, ``queue off``, ``queue on``."""
+    client measured by ``coordination.metrics`` and traced by ``coordination.tracing``
+    (an SDK tracer provider whose batch processor hands the spans to an exporter that
+    drops them), rep by rep alternating: ``lock off``, ``lock on``, ``queue off``,
+    ``queue on``."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
     from prometheus_client import CollectorRegistry
 
     from coordination.metrics import Metrics
+    from coordination.tracing import Tracing
 
-    metrics = Metrics(CollectorRegistry())
+    class Dropped(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Dropped()))
+    metrics, tracing = Metrics(CollectorRegistry()), Tracing(provider)
+
+    def observed(coord: Any) -> None:
+        metrics.instrument(coord)
+        tracing.instrument(coord)
+
     subjects = {
         "off": (Subject("coordination", lambda name: our_lock(servers.url, name), ours=True),
                 Subject("coordination", lambda name: OurQueue(servers.url, name), ours=True)),
-        "on": (Subject("coordination", lambda name: our_lock(servers.url, name,
-                                                              metrics.instrument), ours=True),
-               Subject("coordination", lambda name: OurQueue(servers.url, name,
-                                                             metrics.instrument), ours=True)),
+        "on": (Subject("coordination", lambda name: our_lock(servers.url, name, observed),
+                       ours=True),
+               Subject("coordination", lambda name: OurQueue(servers.url, name, observed),
+                       ours=True)),
     }
     rates: dict[str, list[float]] = {f"{what} {mode}": [] for what in ("lock", "queue")
                                      for mode in subjects}
@@ -367,6 +383,7 @@ def metrics_cost(servers: Servers, duration: float, reps: int) -> dict[str, Any]
             rates[f"lock {mode}"].append(lock_cycles(lock, 1, duration, 1, None)["rate"]["median"])
             rates[f"queue {mode}"].append(
                 queue_flow(queue, 1, 1, duration, 1)["takes"]["median"])
+    provider.shutdown()
     return {key: Figure.of(values).as_dict() for key, values in rates.items()}
 
 

@@ -18,6 +18,7 @@ for it. Queue ``NAME`` lives under ``backend.kv.root("queues", NAME)`` on both. 
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import TYPE_CHECKING, Any
 
 from .recipes.queue import layout as queue_layout
@@ -48,9 +49,11 @@ class QueueInfo:
     name: str
     #: ``pending``, ``delayed``, ``blocked``, ``in_flight``, ``dead`` (Queue.stats()).
     stats: dict[str, int]
+    #: Seconds since the task ``get`` hands out next was put (None: nothing pending).
+    oldest_age: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **self.stats}
+        return {"name": self.name, **self.stats, "oldest_age": self.oldest_age}
 
 
 def list_locks(coord: Coordinator, prefix: str = "") -> list[LockInfo]:
@@ -73,12 +76,17 @@ def list_locks(coord: Coordinator, prefix: str = "") -> list[LockInfo]:
 
 def list_queues(coord: Coordinator, prefix: str = "") -> list[QueueInfo]:
     """The queues of ``coord``'s namespace whose name starts with ``prefix``, by name,
-    with their counts."""
-    return [
-        QueueInfo(name, coord.queue(name).stats())
-        for name in sorted(coord.driver.names(queue_layout.KIND, queue_layout.PARTS))
-        if name.startswith(prefix)
-    ]
+    with their counts and the age of the next task to hand out."""
+    found = []
+    for name in sorted(coord.driver.names(queue_layout.KIND, queue_layout.PARTS)):
+        if not name.startswith(prefix):
+            continue
+        queue = coord.queue(name)
+        stats = queue.stats()
+        head = queue.peek(1) if stats["pending"] else []
+        found.append(QueueInfo(name, stats, max(0.0, time.time() - head[0].enqueued_at)
+                               if head else None))
+    return found
 
 
 def snapshot(coord: Coordinator, prefix: str = "") -> dict[str, Any]:

@@ -60,7 +60,7 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
 def test_help_and_version(cli: Run) -> None:
     proc = cli("--help")
     assert proc.returncode == 0
-    for command in ("cluster", "demo", "lock", "queue", "worker", "inspect"):
+    for command in ("cluster", "demo", "lock", "queue", "worker", "inspect", "top"):
         assert command in proc.stdout
     assert cli("--version").stdout.strip().endswith(coordination.__version__)
 
@@ -301,8 +301,10 @@ def test_inspect_shows_locks_and_queues(
         assert snap["backend"] == backend
         assert snap["locks"] == [{"name": "shop/sku-1", "holder": "checkout-7",
                                   "token": holder.token, "waiters": 1, "path": holder.path}]
-        assert snap["queues"] == [{"name": "shop/orders", "pending": 2, "delayed": 1,
-                                   "blocked": 0, "in_flight": 1, "dead": 0}]
+        (orders,) = snap["queues"]
+        assert 0 <= orders.pop("oldest_age") < 60  # the next task to hand out, put just now
+        assert orders == {"name": "shop/orders", "pending": 2, "delayed": 1, "blocked": 0,
+                          "in_flight": 1, "dead": 0}
         table = cli("inspect", "shop/", "--url", url)
         assert table.returncode == 0
         assert "shop/sku-1" in table.stdout and "checkout-7" in table.stdout
@@ -453,7 +455,7 @@ def test_flash_sale_demo_on_a_configured_cluster(cli: Run, url: str, tmp_path: P
 def test_module_and_console_script_agree() -> None:
     from coordination.cli import cli as group
 
-    assert set(group.commands) == {"cluster", "demo", "lock", "queue", "worker", "inspect"}
+    assert set(group.commands) == {"cluster", "demo", "lock", "queue", "worker", "inspect", "top"}
     assert os.path.exists(Path(coordination.__file__).parent / "__main__.py")
 
 

@@ -7,6 +7,7 @@
                                                        work queues
     coordination worker QUEUE --handler MOD:FUNC       run a handler over a queue's tasks
     coordination inspect [PREFIX]                      locks and queues of a namespace
+    coordination top [PREFIX]                          the same, refreshed in place
 
 Every command takes ``--config FILE`` and ``--url URL`` (after the command, or before
 it, right after ``coordination``) and otherwise reads ``$COORDINATION_CONFIG`` or
@@ -126,7 +127,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from . import cluster, demo, inspect, lock, queue, worker
+    from . import cluster, demo, inspect, lock, queue, top, worker
 
     cli.add_command(cluster.cluster)
     cli.add_command(demo.demo)
@@ -134,6 +135,7 @@ def _register() -> None:
     cli.add_command(queue.queue)
     cli.add_command(worker.worker)
     cli.add_command(inspect.inspect)
+    cli.add_command(top.top)
 
 
 _register()

@@ -8,6 +8,7 @@ instead (``secure_servers.py``).
 
 from __future__ import annotations
 
+import http.client
 import socket
 from urllib import request
 
@@ -33,10 +34,12 @@ def four_letter(port: int, word: str, timeout: float = PROBE_TIMEOUT) -> str | N
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-def http_text(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
-    """GET a text page; None on any network or HTTP error."""
+def http_text(url: str, timeout: float = PROBE_TIMEOUT,
+              opener: request.OpenerDirector = _HTTP) -> str | None:
+    """GET a text page (through ``opener``: TLS for a secured node); None on any
+    network or HTTP error."""
     try:
-        with _HTTP.open(url, timeout=timeout) as resp:
+        with opener.open(url, timeout=timeout) as resp:
             return resp.read().decode("utf-8", "replace")
-    except OSError:
+    except (OSError, http.client.HTTPException):  # e.g. a reply cut off by the node's death
         return None

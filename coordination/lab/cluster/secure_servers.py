@@ -24,6 +24,7 @@ from urllib import request
 
 from ..secure import IDENTITIES, ZOOKEEPER_SUPER, Secrets, write_private, zookeeper_jaas
 from .ports import HOST
+from .probes import http_text
 from .process import Node
 from .servers import INSTALL_HINT, Backend, Etcd, ZooKeeper
 
@@ -214,11 +215,7 @@ class SecureEtcd(Etcd):
                 request.ProxyHandler({}),
                 request.HTTPSHandler(context=self.secrets.probe_context()),
             )
-        try:
-            with self._opener.open(url, timeout=PROBE_TIMEOUT) as resp:
-                return str(resp.read().decode("utf-8", "replace"))
-        except OSError:
-            return None
+        return http_text(url, PROBE_TIMEOUT, self._opener)
 
     # --- users, roles, auth enable --------------------------------------------------------
 

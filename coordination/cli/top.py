@@ -1,0 +1,103 @@
+"""``coordination top [PREFIX]``: the locks and queues of a namespace, refreshed in place.
+
+Each refresh is one ``coordination.inspect`` snapshot. What one snapshot cannot say is
+followed across refreshes: how long the current hold of each lock has been held (since
+this view first saw its token: ``>=`` until it saw the hold begin) and how fast each
+queue's backlog grows or drains (pending + delayed + blocked, per second).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from .. import inspect as inspection
+from . import Connection, connection_options
+from .output import console
+
+
+class _Follow:
+    """What the view remembers between two snapshots."""
+
+    def __init__(self) -> None:
+        self.first = True
+        self.holds: dict[str, tuple[int | None, float, bool]] = {}  # name -> token, since, exact
+        self.backlog: dict[str, tuple[int, float]] = {}  # name -> backlog, at
+
+    def held_for(self, name: str, token: int | None, now: float) -> str:
+        if token is None:
+            self.holds.pop(name, None)
+            return "-"
+        seen = self.holds.get(name)
+        if seen is None or seen[0] != token:
+            seen = self.holds[name] = (token, now, not self.first)
+        return f"{'' if seen[2] else '>='}{now - seen[1]:.1f}s"
+
+    def rate(self, name: str, backlog: int, now: float) -> str:
+        before = self.backlog.get(name)
+        self.backlog[name] = (backlog, now)
+        if before is None or now <= before[1]:
+            return "-"
+        return f"{(backlog - before[0]) / (now - before[1]):+.1f}"
+
+
+def render(snap: dict[str, Any], follow: _Follow, now: float) -> Group:
+    where = f"{snap['backend']} namespace {snap['namespace']!r}" + (
+        f", names starting with {snap['prefix']!r}" if snap["prefix"] else "")
+    locks = Table(title=f"locks ({where})", title_justify="left", expand=False)
+    for column, justify in (("name", "left"), ("holder", "left"), ("token", "right"),
+                            ("held for", "right"), ("waiters", "right")):
+        locks.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for lock in snap["locks"]:
+        locks.add_row(lock["name"], lock["holder"] or "-",
+                      "-" if lock["token"] is None else str(lock["token"]),
+                      follow.held_for(lock["name"], lock["token"], now), str(lock["waiters"]))
+    queues = Table(title=f"queues ({where})", title_justify="left", expand=False)
+    queues.add_column("name")
+    for column in ("pending", "delayed", "blocked", "in flight", "dead", "oldest", "backlog/s"):
+        queues.add_column(column, justify="right")
+    for q in snap["queues"]:
+        backlog = q["pending"] + q["delayed"] + q["blocked"]
+        oldest = "-" if q["oldest_age"] is None else f"{q['oldest_age']:.1f}s"
+        queues.add_row(q["name"], *(str(q[k]) for k in ("pending", "delayed", "blocked",
+                                                         "in_flight", "dead")),
+                       oldest, follow.rate(q["name"], backlog, now))
+    follow.first = False
+    held = sum(1 for lock in snap["locks"] if lock["token"] is not None)
+    head = Text(f"{time.strftime('%H:%M:%S')}  {len(snap['locks'])} locks ({held} held), "
+                f"{len(snap['queues'])} queues  (Ctrl-C to quit)", style="bold")
+    return Group(head, locks if snap["locks"] else Text(f"no locks ({where})"),
+                 queues if snap["queues"] else Text(f"no queues ({where})"))
+
+
+@click.command()
+@click.argument("prefix", default="")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=1.0, show_default=True,
+              metavar="S", help="Seconds between two refreshes.")
+@click.option("--json", "as_json", is_flag=True, help="One snapshot as JSON, then exit.")
+@connection_options
+def top(conn: Connection, prefix: str, interval: float, as_json: bool) -> None:
+    """Locks (holder, token, held for, waiters) and queues (depth, oldest task, backlog
+    growth) whose names start with PREFIX, refreshed in place until Ctrl-C."""
+    with conn.connect() as coord:
+        if as_json:
+            click.echo(json.dumps(inspection.snapshot(coord, prefix), indent=2))
+            return
+        follow = _Follow()
+        out = console()
+        try:
+            with Live(render(inspection.snapshot(coord, prefix), follow, time.monotonic()),
+                      console=out, auto_refresh=False, screen=out.is_terminal) as live:
+                while True:
+                    time.sleep(interval)  # the refresh period itself
+                    live.update(render(inspection.snapshot(coord, prefix), follow,
+                                       time.monotonic()), refresh=True)
+        except KeyboardInterrupt:
+            return

@@ -1,0 +1,77 @@
+"""``coordination top`` in a real terminal (tmux): it shows a held lock with its holder
+and a queue with its depth and oldest task, and follows them as they change; ``--json``
+is one snapshot."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+import coordination
+
+from .helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _pane(session: str) -> str:
+    return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+                          text=True, check=True).stdout
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_top_follows_locks_and_queues_in_a_terminal(url: str, connect, tmp_path: Path,
+                                                    python_env: dict[str, str]) -> None:
+    coord = connect()
+    lock = coord.lock("sku-7", identifier="checkout-3")
+    assert lock.acquire(timeout=5)
+    queue = coord.queue("orders")
+    queue.put_many([b"a", b"b", b"c"])
+    session = f"top-{uuid.uuid4().hex[:8]}"
+    command = " ".join([*(f"{k}={shlex.quote(v)}" for k, v in python_env.items()
+                          if k in ("PYTHONPATH", "PATH", "HOME")),
+                        shlex.quote(sys.executable), "-m", "coordination", "top", "--url",
+                        shlex.quote(url), "--interval", "0.3"])
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "140", "-y", "40",
+                    f"env TERM=xterm-256color {command}"], check=True, cwd=tmp_path)
+    pid = int(subprocess.run(["tmux", "display-message", "-p", "-t", session, "#{pane_pid}"],
+                             capture_output=True, text=True, check=True).stdout)
+    try:
+        wait_for(lambda: "checkout-3" in _pane(session), timeout=30, message="the lock")
+        screen = _pane(session)
+        assert "sku-7" in screen and "orders" in screen
+        row = next(line for line in screen.splitlines() if "orders" in line and "│" in line)
+        assert row.split("│")[2].strip() == "3"  # pending
+        task = queue.get(timeout=5)
+        assert task is not None
+        lock.release()
+        wait_for(lambda: "checkout-3" not in _pane(session), timeout=30, message="release")
+        row = next(line for line in _pane(session).splitlines()
+                   if "orders" in line and "│" in line)
+        assert [cell.strip() for cell in row.split("│")[2:6:3]] == ["2", "1"]  # pending, in flight
+        task.ack()
+    finally:
+        os.kill(pid, signal.SIGINT)  # top's own pid: Ctrl-C
+        wait_for(lambda: subprocess.run(["tmux", "has-session", "-t", session],
+                                        capture_output=True).returncode != 0, timeout=20,
+                 message="top to exit")
+
+
+def test_top_json_is_one_snapshot(url: str, connect, python_env: dict[str, str]) -> None:
+    coord: coordination.Coordinator = connect()
+    coord.queue("orders").put(b"a")
+    proc = subprocess.run([sys.executable, "-m", "coordination", "top", "--url", url, "--json"],
+                          capture_output=True, text=True, env=python_env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    snap = json.loads(proc.stdout)
+    (orders,) = [q for q in snap["queues"] if q["name"] == "orders"]
+    assert orders["pending"] == 1 and 0 <= orders["oldest_age"] < 60
