@@ -39,9 +39,14 @@ class LockInfo:
     waiters: int
     #: Server path (ZooKeeper) or key prefix (etcd).
     path: str
+    #: The waiters' entries, by their tokens, in queue order.
+    waiting: tuple[int, ...] = ()
+    #: The sessions (ZooKeeper session ids, etcd lease ids) holding or waiting.
+    sessions: tuple[int, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "waiting": list(self.waiting),
+                "sessions": list(self.sessions)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +73,9 @@ def list_locks(coord: Coordinator, prefix: str = "") -> list[LockInfo]:
         if contenders:  # the first holds
             first = contenders[0]
             found.append(LockInfo(name, _holder(first.value, first.owner), first.token,
-                                  len(contenders) - 1, path))
+                                  len(contenders) - 1, path,
+                                  tuple(c.token for c in contenders[1:]),
+                                  tuple(sorted({c.owner for c in contenders}))))
         else:
             found.append(LockInfo(name, None, None, 0, path))
     return found

@@ -299,8 +299,12 @@ def test_inspect_shows_locks_and_queues(
         snap = wait_for(lambda: (s := snapshot())["locks"] and s["locks"][0]["waiters"] == 1 and s,
                         15, 0.2, "the waiter to show")
         assert snap["backend"] == backend
-        assert snap["locks"] == [{"name": "shop/sku-1", "holder": "checkout-7",
-                                  "token": holder.token, "waiters": 1, "path": holder.path}]
+        (lock,) = snap["locks"]
+        waiting_tokens, sessions = lock.pop("waiting"), lock.pop("sessions")
+        assert lock == {"name": "shop/sku-1", "holder": "checkout-7", "token": holder.token,
+                        "waiters": 1, "path": holder.path}
+        assert len(waiting_tokens) == 1 and waiting_tokens[0] > holder.token
+        assert len(sessions) == 2  # the holder's and the waiter's
         (orders,) = snap["queues"]
         assert 0 <= orders.pop("oldest_age") < 60  # the next task to hand out, put just now
         assert orders == {"name": "shop/orders", "pending": 2, "delayed": 1, "blocked": 0,

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def test_top_follows_locks_and_queues_in_a_terminal(url: str, connect, tmp_path:
     coord = connect()
     lock = coord.lock("sku-7", identifier="checkout-3")
     assert lock.acquire(timeout=5)
+    waiter = connect().lock("sku-7")
+    waited = threading.Thread(target=lambda: waiter.acquire(timeout=60) and waiter.release())
+    waited.start()
     queue = coord.queue("orders")
     queue.put_many([b"a", b"b", b"c"])
     session = f"top-{uuid.uuid4().hex[:8]}"
@@ -46,14 +50,20 @@ def test_top_follows_locks_and_queues_in_a_terminal(url: str, connect, tmp_path:
     pid = int(subprocess.run(["tmux", "display-message", "-p", "-t", session, "#{pane_pid}"],
                              capture_output=True, text=True, check=True).stdout)
     try:
-        wait_for(lambda: "checkout-3" in _pane(session), timeout=30, message="the lock")
+        wait_for(lambda: "checkout-3" in _pane(session)
+                 and "2 sessions holding or waiting" in _pane(session), timeout=30,
+                 message="the lock and its waiter")
         screen = _pane(session)
         assert "sku-7" in screen and "orders" in screen
+        lock_row = next(line for line in screen.splitlines() if "sku-7" in line)
+        cells = [cell.strip() for cell in lock_row.split("│")]
+        assert cells[5] == "1" and cells[6].startswith(">=")  # one waiter, already waiting
         row = next(line for line in screen.splitlines() if "orders" in line and "│" in line)
         assert row.split("│")[2].strip() == "3"  # pending
         task = queue.get(timeout=5)
         assert task is not None
         lock.release()
+        waited.join(30)
         wait_for(lambda: "checkout-3" not in _pane(session), timeout=30, message="release")
         row = next(line for line in _pane(session).splitlines()
                    if "orders" in line and "│" in line)

@@ -1,9 +1,10 @@
 """``coordination top [PREFIX]``: the locks and queues of a namespace, refreshed in place.
 
 Each refresh is one ``coordination.inspect`` snapshot. What one snapshot cannot say is
-followed across refreshes: how long the current hold of each lock has been held (since
-this view first saw its token: ``>=`` until it saw the hold begin) and how fast each
-queue's backlog grows or drains (pending + delayed + blocked, per second).
+followed across refreshes: how long the current hold of each lock has been held and its
+longest waiter has waited (since this view first saw their tokens: ``>=`` for those
+already there when it started) and how fast each queue's backlog grows or drains
+(pending + delayed + blocked, per second).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class _Follow:
     def __init__(self) -> None:
         self.first = True
         self.holds: dict[str, tuple[int | None, float, bool]] = {}  # name -> token, since, exact
+        self.waits: dict[tuple[str, int], tuple[float, bool]] = {}  # (name, token) -> since, exact
         self.backlog: dict[str, tuple[int, float]] = {}  # name -> backlog, at
 
     def held_for(self, name: str, token: int | None, now: float) -> str:
@@ -39,6 +41,17 @@ class _Follow:
         if seen is None or seen[0] != token:
             seen = self.holds[name] = (token, now, not self.first)
         return f"{'' if seen[2] else '>='}{now - seen[1]:.1f}s"
+
+    def longest_wait(self, name: str, waiting: list[int], now: float) -> str:
+        """Since when the longest-waiting entry waits (as first seen by this view)."""
+        for token in waiting:
+            self.waits.setdefault((name, token), (now, not self.first))
+        for key in [key for key in self.waits if key[0] == name and key[1] not in waiting]:
+            del self.waits[key]
+        if not waiting:
+            return "-"
+        since, exact = min(self.waits[(name, token)] for token in waiting)
+        return f"{'' if exact else '>='}{now - since:.1f}s"
 
     def rate(self, name: str, backlog: int, now: float) -> str:
         before = self.backlog.get(name)
@@ -53,12 +66,14 @@ def render(snap: dict[str, Any], follow: _Follow, now: float) -> Group:
         f", names starting with {snap['prefix']!r}" if snap["prefix"] else "")
     locks = Table(title=f"locks ({where})", title_justify="left", expand=False)
     for column, justify in (("name", "left"), ("holder", "left"), ("token", "right"),
-                            ("held for", "right"), ("waiters", "right")):
+                            ("held for", "right"), ("waiters", "right"),
+                            ("longest wait", "right")):
         locks.add_column(column, justify=justify)  # type: ignore[arg-type]
     for lock in snap["locks"]:
         locks.add_row(lock["name"], lock["holder"] or "-",
                       "-" if lock["token"] is None else str(lock["token"]),
-                      follow.held_for(lock["name"], lock["token"], now), str(lock["waiters"]))
+                      follow.held_for(lock["name"], lock["token"], now), str(lock["waiters"]),
+                      follow.longest_wait(lock["name"], lock["waiting"], now))
     queues = Table(title=f"queues ({where})", title_justify="left", expand=False)
     queues.add_column("name")
     for column in ("pending", "delayed", "blocked", "in flight", "dead", "oldest", "backlog/s"):
@@ -71,8 +86,10 @@ def render(snap: dict[str, Any], follow: _Follow, now: float) -> Group:
                        oldest, follow.rate(q["name"], backlog, now))
     follow.first = False
     held = sum(1 for lock in snap["locks"] if lock["token"] is not None)
+    sessions = {session for lock in snap["locks"] for session in lock["sessions"]}
     head = Text(f"{time.strftime('%H:%M:%S')}  {len(snap['locks'])} locks ({held} held), "
-                f"{len(snap['queues'])} queues  (Ctrl-C to quit)", style="bold")
+                f"{len(sessions)} sessions holding or waiting, {len(snap['queues'])} queues"
+                "  (Ctrl-C to quit)", style="bold")
     return Group(head, locks if snap["locks"] else Text(f"no locks ({where})"),
                  queues if snap["queues"] else Text(f"no queues ({where})"))
 
@@ -84,8 +101,9 @@ def render(snap: dict[str, Any], follow: _Follow, now: float) -> Group:
 @click.option("--json", "as_json", is_flag=True, help="One snapshot as JSON, then exit.")
 @connection_options
 def top(conn: Connection, prefix: str, interval: float, as_json: bool) -> None:
-    """Locks (holder, token, held for, waiters) and queues (depth, oldest task, backlog
-    growth) whose names start with PREFIX, refreshed in place until Ctrl-C."""
+    """Locks (holder, token, held for, waiters, longest wait), the sessions holding or
+    waiting, and queues (depth, oldest task, backlog growth) whose names start with
+    PREFIX, refreshed in place until Ctrl-C."""
     with conn.connect() as coord:
         if as_json:
             click.echo(json.dumps(inspection.snapshot(coord, prefix), indent=2))
