@@ -49,6 +49,10 @@ class LockInfo:
                 "sessions": list(self.sessions)}
 
 
+#: Seconds over which a queue's acks are counted (its rate out).
+ACKED_OVER = 5
+
+
 @dataclasses.dataclass(frozen=True)
 class QueueInfo:
     name: str
@@ -56,9 +60,12 @@ class QueueInfo:
     stats: dict[str, int]
     #: Seconds since the task ``get`` hands out next was put (None: nothing pending).
     oldest_age: float | None = None
+    #: Tasks acked in the last ``ACKED_OVER`` whole seconds.
+    acked: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **self.stats, "oldest_age": self.oldest_age}
+        return {"name": self.name, **self.stats, "oldest_age": self.oldest_age,
+                "acked_last_5s": self.acked}
 
 
 def list_locks(coord: Coordinator, prefix: str = "") -> list[LockInfo]:
@@ -92,7 +99,7 @@ def list_queues(coord: Coordinator, prefix: str = "") -> list[QueueInfo]:
         stats = queue.stats()
         head = queue.peek(1) if stats["pending"] else []
         found.append(QueueInfo(name, stats, max(0.0, time.time() - head[0].enqueued_at)
-                               if head else None))
+                               if head else None, queue.acked(ACKED_OVER)))
     return found
 
 

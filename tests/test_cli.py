@@ -307,6 +307,7 @@ def test_inspect_shows_locks_and_queues(
         assert len(sessions) == 2  # the holder's and the waiter's
         (orders,) = snap["queues"]
         assert 0 <= orders.pop("oldest_age") < 60  # the next task to hand out, put just now
+        assert orders.pop("acked_last_5s") == 0
         assert orders == {"name": "shop/orders", "pending": 2, "delayed": 1, "blocked": 0,
                           "in_flight": 1, "dead": 0}
         table = cli("inspect", "shop/", "--url", url)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -69,6 +70,10 @@ def test_top_follows_locks_and_queues_in_a_terminal(url: str, connect, tmp_path:
                    if "orders" in line and "│" in line)
         assert [cell.strip() for cell in row.split("│")[2:6:3]] == ["2", "1"]  # pending, in flight
         task.ack()
+        # Out: the ack, counted over 5 s once its second is over (0.2/s).
+        wait_for(lambda: any("orders" in line and line.split("│")[9].strip() == "0.2"
+                             for line in _pane(session).splitlines() if line.count("│") > 9),
+                 timeout=30, message="the ack counted")
     finally:
         os.kill(pid, signal.SIGINT)  # top's own pid: Ctrl-C
         wait_for(lambda: subprocess.run(["tmux", "has-session", "-t", session],
@@ -85,3 +90,15 @@ def test_top_json_is_one_snapshot(url: str, connect, python_env: dict[str, str])
     snap = json.loads(proc.stdout)
     (orders,) = [q for q in snap["queues"] if q["name"] == "orders"]
     assert orders["pending"] == 1 and 0 <= orders["oldest_age"] < 60
+
+
+def test_acked_counts_the_acks_of_the_last_seconds(connect) -> None:
+    queue = connect().queue("orders")
+    queue.put_many([b"a", b"b", b"c"])
+    for task in queue.get_many(3, timeout=5):
+        task.ack()
+    second = int(time.time())
+    wait_for(lambda: int(time.time()) > second, timeout=3)  # their second is complete
+    assert queue.acked(5) == 3
+    with pytest.raises(coordination.errors.InvalidArgument):
+        queue.acked(0)

@@ -3,8 +3,9 @@
 Each refresh is one ``coordination.inspect`` snapshot. What one snapshot cannot say is
 followed across refreshes: how long the current hold of each lock has been held and its
 longest waiter has waited (since this view first saw their tokens: ``>=`` for those
-already there when it started) and how fast each queue's backlog grows or drains
-(pending + delayed + blocked, per second).
+already there when it started), and each queue's tasks in and out per second (out: its
+acks of the last seconds, from the queue's done index; in: out plus how fast the tasks
+not yet acked grew).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class _Follow:
         self.first = True
         self.holds: dict[str, tuple[int | None, float, bool]] = {}  # name -> token, since, exact
         self.waits: dict[tuple[str, int], tuple[float, bool]] = {}  # (name, token) -> since, exact
-        self.backlog: dict[str, tuple[int, float]] = {}  # name -> backlog, at
+        self.totals: dict[str, list[tuple[float, int]]] = {}  # name -> (at, tasks) seen
 
     def held_for(self, name: str, token: int | None, now: float) -> str:
         if token is None:
@@ -53,12 +54,19 @@ class _Follow:
         since, exact = min(self.waits[(name, token)] for token in waiting)
         return f"{'' if exact else '>='}{now - since:.1f}s"
 
-    def rate(self, name: str, backlog: int, now: float) -> str:
-        before = self.backlog.get(name)
-        self.backlog[name] = (backlog, now)
-        if before is None or now <= before[1]:
-            return "-"
-        return f"{(backlog - before[0]) / (now - before[1]):+.1f}"
+    def rates(self, queue: dict[str, Any], now: float) -> tuple[str, str]:
+        """``(in/s, out/s)``: out is the acks of the last ``ACKED_OVER`` seconds; in is
+        out plus how fast the tasks not yet acked grew over about the same time."""
+        total = sum(queue[k] for k in ("pending", "delayed", "blocked", "in_flight", "dead"))
+        seen = self.totals.setdefault(queue["name"], [])
+        seen.append((now, total))
+        while len(seen) > 1 and now - seen[1][0] >= inspection.ACKED_OVER:
+            seen.pop(0)
+        out = queue["acked_last_5s"] / inspection.ACKED_OVER
+        if now - seen[0][0] < 0.5:
+            return "-", f"{out:.1f}"
+        grown = (total - seen[0][1]) / (now - seen[0][0])
+        return f"{max(0.0, out + grown):.1f}", f"{out:.1f}"
 
 
 def render(snap: dict[str, Any], follow: _Follow, now: float) -> Group:
@@ -76,14 +84,14 @@ def render(snap: dict[str, Any], follow: _Follow, now: float) -> Group:
                       follow.longest_wait(lock["name"], lock["waiting"], now))
     queues = Table(title=f"queues ({where})", title_justify="left", expand=False)
     queues.add_column("name")
-    for column in ("pending", "delayed", "blocked", "in flight", "dead", "oldest", "backlog/s"):
+    for column in ("pending", "delayed", "blocked", "in flight", "dead", "oldest", "in/s",
+                   "out/s"):
         queues.add_column(column, justify="right")
     for q in snap["queues"]:
-        backlog = q["pending"] + q["delayed"] + q["blocked"]
         oldest = "-" if q["oldest_age"] is None else f"{q['oldest_age']:.1f}s"
         queues.add_row(q["name"], *(str(q[k]) for k in ("pending", "delayed", "blocked",
                                                          "in_flight", "dead")),
-                       oldest, follow.rate(q["name"], backlog, now))
+                       oldest, *follow.rates(q, now))
     follow.first = False
     held = sum(1 for lock in snap["locks"] if lock["token"] is not None)
     sessions = {session for lock in snap["locks"] for session in lock["sessions"]}
@@ -102,8 +110,8 @@ def render(snap: dict[str, Any], follow: _Follow, now: float) -> Group:
 @connection_options
 def top(conn: Connection, prefix: str, interval: float, as_json: bool) -> None:
     """Locks (holder, token, held for, waiters, longest wait), the sessions holding or
-    waiting, and queues (depth, oldest task, backlog growth) whose names start with
-    PREFIX, refreshed in place until Ctrl-C."""
+    waiting, and queues (depth, oldest task, tasks in and out per second) whose names
+    start with PREFIX, refreshed in place until Ctrl-C."""
     with conn.connect() as coord:
         if as_json:
             click.echo(json.dumps(inspection.snapshot(coord, prefix), indent=2))

@@ -94,7 +94,11 @@ class QueueLayout:
         return self._k(DELAYED, *_buckets(record.due), f"{record.due:020d}.{record.id}")
 
     def done(self, task_id: str, done_at: int) -> str:
-        return self._k(DONE, f"{done_at // 10**9:011d}", f"{done_at:020d}.{task_id}")
+        return f"{self.done_bucket(done_at // 10**9)}/{done_at:020d}.{task_id}"
+
+    def done_bucket(self, second: int) -> str:
+        """The done index's bucket of the tasks acked in ``second`` (Unix time)."""
+        return self._k(DONE, f"{second:011d}")
 
     def scheduled(self, record: TaskRecord, now: int) -> str:
         """Its delayed key if ``record`` is due after ``now`` (ns), else its ready key."""

@@ -12,6 +12,7 @@ from ...errors import InvalidArgument
 from ...events import Events
 from ...names import validate_name
 from ..lock import check_timeout
+from . import limits
 from .bell import Bell
 from .browse import Browser
 from .claim import Claimer
@@ -215,6 +216,18 @@ class Queue:
         blocked = max(0, records - done - pending - delayed - in_flight - dead)
         return {"pending": pending, "delayed": delayed, "blocked": blocked,
                 "in_flight": in_flight, "dead": dead}
+
+    def acked(self, seconds: int = 5) -> int:
+        """Tasks acked in the last ``seconds`` whole seconds (by this client's clock),
+        read from the done index (which keeps them ``DEDUPE_WINDOW`` seconds): divided
+        by ``seconds``, the rate at which the queue is worked off."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or \
+                not 1 <= seconds <= int(limits.DEDUPE_WINDOW):
+            raise InvalidArgument(f"seconds must be an int in [1, {int(limits.DEDUPE_WINDOW)}], "
+                                  f"got {seconds!r}")
+        now = int(time.time())
+        return sum(self._kv.counts([(self._keys.done_bucket(second), 1)
+                                    for second in range(now - seconds, now)]))
 
     def __len__(self) -> int:
         stats = self.stats()
