@@ -90,6 +90,9 @@ class Events:
     def sending(self, queue: str) -> Iterator[dict[str, str]]:
         """Around a put: the headers the hooks give the task (none without hooks)."""
         headers: dict[str, str] = {}
+        if not self._hooks:
+            yield headers
+            return
         with contextlib.ExitStack() as stack:
             for hooks in self._hooks:
                 headers.update(stack.enter_context(hooks.sending(queue)))
@@ -98,6 +101,9 @@ class Events:
     @contextlib.contextmanager
     def processing(self, task: Any) -> Iterator[None]:
         """Around a worker's handler of ``task``."""
+        if not self._hooks:
+            yield
+            return
         with contextlib.ExitStack() as stack:
             for hooks in self._hooks:
                 stack.enter_context(hooks.processing(task))
@@ -106,6 +112,9 @@ class Events:
     @contextlib.contextmanager
     def settling(self, task: Any, how: str) -> Iterator[None]:
         """Around ``task``'s ack or nack (``how``: ack, nack)."""
+        if not self._hooks:
+            yield
+            return
         with contextlib.ExitStack() as stack:
             for hooks in self._hooks:
                 stack.enter_context(hooks.settling(task, how))

@@ -5,6 +5,10 @@ its settlement as a child, and lock waits and holds are spans of the caller's tr
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -89,3 +93,46 @@ def test_lock_waits_and_holds_are_spans_of_the_callers_trace(
     assert acquire.attributes["coordination.lock.outcome"] == "acquired"
     assert hold.attributes["coordination.lock.outcome"] == "released"
     assert acquire.end_time <= hold.start_time + 1_000_000  # the hold follows the wait
+
+
+CONSUMER = """
+import json, sys
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import coordination
+from coordination.tracing import Tracing
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+with coordination.connect(sys.argv[1]) as coord:
+    Tracing(provider).instrument(coord)
+    worker = coord.queue("orders").worker(lambda task: None, concurrency=1)
+    worker.start()
+    while not any(s.name == "settle orders" for s in exporter.get_finished_spans()):
+        worker.wait(0.05)
+    worker.stop(grace=5)
+print(json.dumps([{"name": s.name, "trace": s.context.trace_id,
+                   "parent": s.parent.span_id if s.parent else None}
+                  for s in exporter.get_finished_spans()]))
+"""
+
+
+def test_the_trace_goes_on_in_another_process(url: str, connect, spans,
+                                              python_env: dict[str, str]) -> None:
+    """The consumer is another OS process with a tracer of its own: its process span
+    is a child of the producer's send span, by the context stored with the task."""
+    provider, exporter = spans
+    producer = connect()
+    Tracing(provider).instrument(producer)
+    with provider.get_tracer("shop").start_as_current_span("checkout"):
+        producer.queue("orders").put(b"order 44")
+    (send,) = [s for s in exporter.get_finished_spans() if s.name == "send orders"]
+    child = subprocess.run([sys.executable, "-c", CONSUMER, url], capture_output=True,
+                           text=True, env=python_env, timeout=120)
+    assert child.returncode == 0, child.stderr
+    theirs = json.loads(child.stdout.strip().splitlines()[-1])
+    (process,) = [s for s in theirs if s["name"] == "process orders"]
+    assert process["trace"] == send.context.trace_id
+    assert process["parent"] == send.context.span_id
