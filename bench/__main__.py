@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from coordination.lab.cluster import LocalCluster
 
-from . import carts, report, scenarios
+from . import carts, costs, report, scenarios
 from .redis_server import RedisServer
 from .subjects import Servers, lock_subjects, queue_subjects
 
@@ -105,7 +105,7 @@ def plan_backend(plan: Plan, results: dict[str, Any], all_servers: Servers,
     plan.add(f"{backend}: cart reservations, {carts.BUYERS} buyers",
              _guarded(out, "carts", lambda: carts.reservations(servers, duration, reps)))
     plan.add(f"{backend}: metrics and tracing overhead",
-             _guarded(out, "metrics", lambda: scenarios.metrics_cost(servers, duration, reps)))
+             _guarded(out, "metrics", lambda: costs.metrics_cost(servers, duration, reps)))
 
 
 def _interleaved(rows: dict[str, Any], key: str,
@@ -213,7 +213,7 @@ def main(backends: tuple[str, ...], quick: bool, duration: float, reps: int,
     (out / "latest.json").write_text(json.dumps(document, indent=2) + "\n")
     markdown = report.markdown(document)
     (out / "latest.md").write_text(markdown)
-    plots = report.plots(document, out)
+    plots = report.plots(document, out) if only is None else []  # plots need every figure
     console.print(markdown)
     console.print(f"wrote {out / 'latest.json'}, {out / 'latest.md'} and {len(plots)} plots "
                   f"in {meta['total_s']:.0f}s")
@@ -225,9 +225,9 @@ def _tls(backend: str, plain: Servers, secured: LocalCluster, duration: float,
     the app user; etcd tokens of the default TTL)."""
     secured.start()
     over_tls = Servers(backend, secured.client_url("app", "app-bench"), secured.endpoints)
-    return scenarios.tls_cost(lock_subjects(plain)[0], queue_subjects(plain)[0],
-                              lock_subjects(over_tls)[0], queue_subjects(over_tls)[0],
-                              duration, reps)
+    return costs.tls_cost(lock_subjects(plain)[0], queue_subjects(plain)[0],
+                          lock_subjects(over_tls)[0], queue_subjects(over_tls)[0],
+                          duration, reps)
 
 
 def _run(plan: Plan, console: Console) -> None:

@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from urllib.parse import quote
 
-from ..backends import fork
 from ..backends.base import Backend
 from ..backends.kv import (
     Absent,
@@ -53,14 +51,13 @@ from ..errors import (
     UncertainOutcome,
 )
 from ..names import validate_name
+from .combining import Combiner, Reservation
 
 KIND = "inventory"
 #: Seconds a settled hold is remembered (a late confirm then says what became of it).
 KEEP_SETTLED = 600.0
 _SWEEP_BATCH = 50
 _SWEEP_EVERY = 0.5  # seconds between two opportunistic sweeps of one Inventory object
-_MAX_HOLDS = 24  # holds in one combined commit
-_MAX_SKUS = 48  # SKUs in one combined commit (a cart may bring more on its own)
 
 Levels = tuple[int, int, int]  # available, reserved, sold
 
@@ -99,84 +96,6 @@ class Hold:
         self.inventory.settle(self.id, "released")
 
 
-class _Reservation:
-    """One caller's reserve: its lines and ttl, then its hold or error."""
-
-    def __init__(self, lines: dict[str, int], ttl: float) -> None:
-        self.lines, self.ttl = lines, ttl
-        self.id, self.expires = "", 0
-        self.hold: Hold | None = None
-        self.error: Exception | None = None
-        self.done = False
-
-    def finish(self, hold: Hold | None = None, error: Exception | None = None) -> None:
-        self.hold, self.error, self.done = hold, error, True
-
-
-class _Combiner:
-    """The concurrent reserves of one ``Inventory`` object share commits (flat
-    combining): a caller that finds no commit in flight serves every reserve waiting
-    then (up to what one commit holds), in arrival order, in one read and one commit;
-    the callers that came meanwhile are served by the next. Under contention on a hot
-    SKU one commit serves many carts, where separate commits would fail each other's
-    version checks."""
-
-    def __init__(self, serve: Callable[[list[_Reservation]], None]) -> None:
-        self._serve = serve
-        self.inherit()
-        fork.track(self)
-
-    def inherit(self) -> None:
-        """After a fork, in the child: the parent's waiting reserves are not ours."""
-        self._cond = threading.Condition()
-        self._waiting: list[_Reservation] = []
-        self._serving = False
-
-    def reserve(self, mine: _Reservation) -> Hold:
-        with self._cond:
-            self._waiting.append(mine)
-            while not mine.done:
-                if self._serving:
-                    self._cond.wait()
-                    continue
-                self._serving = True
-                batch = self._take()
-                self._cond.release()
-                try:
-                    self._serve_all(batch)
-                finally:
-                    self._cond.acquire()
-                    self._serving = False
-                    # Interrupted (KeyboardInterrupt): the others' reserves wait on.
-                    self._waiting[:0] = [r for r in batch if not r.done and r is not mine]
-                    self._cond.notify_all()
-        if mine.error is not None:
-            raise mine.error
-        assert mine.hold is not None
-        return mine.hold
-
-    def _take(self) -> list[_Reservation]:
-        """The first waiting reserves that fit in one commit (etcd takes 128 operations:
-        a hold is 2, a SKU 1, and their checks count too)."""
-        batch: list[_Reservation] = []
-        skus: set[str] = set()
-        while self._waiting and len(batch) < _MAX_HOLDS:
-            more = skus | set(self._waiting[0].lines)
-            if batch and len(more) > _MAX_SKUS:
-                break
-            batch.append(self._waiting.pop(0))
-            skus = more
-        return batch
-
-    def _serve_all(self, batch: list[_Reservation]) -> None:
-        try:
-            self._serve(batch)
-        except Exception as exc:  # noqa: BLE001 - each caller raises it
-            for wanted in batch:
-                if not wanted.done:
-                    wanted.finish(error=exc)
-
-
 class Inventory:
     """The stock of a set of SKUs; the same name is the same inventory in every process."""
 
@@ -185,7 +104,7 @@ class Inventory:
         self._kv = backend.kv
         self._root = backend.kv.root(KIND, name)
         self._last_sweep = -1e9
-        self._combiner = _Combiner(self._serve)
+        self._combiner = Combiner(self._serve)
 
     def __repr__(self) -> str:
         return f"<Inventory {self.name!r}>"
@@ -270,9 +189,9 @@ class Inventory:
         if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < 10**7:
             raise InvalidArgument(f"ttl must be a number of seconds > 0, got {ttl!r}")
         self._sweep_if_due()
-        return self._combiner.reserve(_Reservation(wanted, float(ttl)))
+        return self._combiner.reserve(Reservation(wanted, float(ttl)))
 
-    def _serve(self, batch: list[_Reservation]) -> None:
+    def _serve(self, batch: list[Reservation]) -> None:
         """Serve ``batch`` in its order, in one commit: each reservation gets its hold,
         or ``OutOfStock`` if its lines do not fit in what the earlier ones left."""
         synced = False
@@ -301,7 +220,7 @@ class Inventory:
                 return
             synced = False  # a SKU changed under us: read again
 
-    def _commit_holds(self, batch: list[_Reservation], entries: dict[str, Entry | None],
+    def _commit_holds(self, batch: list[Reservation], entries: dict[str, Entry | None],
                       left: dict[str, int]) -> bool:
         """Commit the holds of ``batch`` with the SKUs as read (``entries``) and what
         stays available of each (``left``); False if a SKU changed meanwhile."""
