@@ -89,36 +89,27 @@ class Events:
     @contextlib.contextmanager
     def sending(self, queue: str) -> Iterator[dict[str, str]]:
         """Around a put: the headers the hooks give the task (none without hooks)."""
-        headers: dict[str, str] = {}
-        if not self._hooks:
-            yield headers
-            return
-        with contextlib.ExitStack() as stack:
-            for hooks in self._hooks:
-                headers.update(stack.enter_context(hooks.sending(queue)))
-            yield headers
+        with self._around(lambda hooks: hooks.sending(queue)) as given:
+            yield {name: value for headers in given for name, value in headers.items()}
 
-    @contextlib.contextmanager
-    def processing(self, task: Any) -> Iterator[None]:
+    def processing(self, task: Any) -> contextlib.AbstractContextManager[list[Any]]:
         """Around a worker's handler of ``task``."""
-        if not self._hooks:
-            yield
-            return
-        with contextlib.ExitStack() as stack:
-            for hooks in self._hooks:
-                stack.enter_context(hooks.processing(task))
-            yield
+        return self._around(lambda hooks: hooks.processing(task))
+
+    def settling(self, task: Any, how: str) -> contextlib.AbstractContextManager[list[Any]]:
+        """Around ``task``'s ack or nack (``how``: ack, nack)."""
+        return self._around(lambda hooks: hooks.settling(task, how))
 
     @contextlib.contextmanager
-    def settling(self, task: Any, how: str) -> Iterator[None]:
-        """Around ``task``'s ack or nack (``how``: ack, nack)."""
+    def _around(self, enter: Callable[[TaskHooks], contextlib.AbstractContextManager[Any]]
+                ) -> Iterator[list[Any]]:
+        """Every hook's context manager ``enter(hooks)`` entered in turn, left in reverse;
+        what they yielded. Without hooks, nothing to enter."""
         if not self._hooks:
-            yield
+            yield []
             return
         with contextlib.ExitStack() as stack:
-            for hooks in self._hooks:
-                stack.enter_context(hooks.settling(task, how))
-            yield
+            yield [stack.enter_context(enter(hooks)) for hooks in self._hooks]
 
     def add(self, listener: EventListener) -> None:
         self._listeners = (*self._listeners, listener)
