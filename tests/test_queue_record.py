@@ -14,6 +14,8 @@ from coordination.recipes.queue.record import TaskRecord, decode, encode
 
 #: ``Queue._pack`` output of the queue as one module (before the split), for headers
 #: made by its own code paths: put, keyed put, claim, nack, ack, dead letter, requeue.
+#: (Claims have not written the record since 2026-12-07: ``keyed_claimed`` is what a queue
+#: in flight during an upgrade holds.)
 STORED = {
     "fresh": b'{"id":"5f0c8e1d2b3a4c5d6e7f80912a3b4c5d","p":0,"k":null,"a":0,"s":1733540013123456789,'
              b'"due":0}\ntwo\nlines',
@@ -66,22 +68,28 @@ def test_fields_map_to_the_stored_keys() -> None:
 
 
 def test_state_changes_write_what_the_single_module_wrote() -> None:
-    put, data = decode(STORED["keyed_delayed"])
-    claimed = put.claimed("0a1b2c3d4e5f")
-    assert encode(claimed, data) == STORED["keyed_claimed"]
+    # Claims no longer write the record; the records they wrote still settle the same.
+    claimed, data = decode(STORED["keyed_claimed"])
     nacked = claimed.requeued("1b2c3d4e5f60", GATEWAY, due=0)
     assert encode(nacked, data) == STORED["keyed_nacked"]
-    acked = nacked.claimed("2c3d4e5f6071").acked("3d4e5f607182", 1733540099000000001)
+    acked = dataclasses.replace(nacked, claims=2).acked("3d4e5f607182", 1733540099000000001)
     assert encode(acked, b"") == STORED["keyed_tombstone"]
 
-    fresh = TaskRecord(id="t\u00e2che-1", priority=100, key=None, attempts=0, seq=1733540013123456791)
-    dead = fresh.claimed("4e5f60718293").dead_lettered("5f60718293a4", "nack")
+    fresh = TaskRecord(id="t\u00e2che-1", priority=100, key=None, attempts=0,
+                       seq=1733540013123456791, claims=1)
+    dead = fresh.dead_lettered("5f60718293a4", "nack")
     assert encode(dead, b"\x00\xffbinary") == STORED["dead"]
     assert encode(dead.revived(), b"\x00\xffbinary") == STORED["revived"]
 
 
+def test_a_record_settled_without_old_claims_has_no_claims_key() -> None:
+    fresh, data = decode(STORED["fresh"])
+    assert b'"claims"' not in encode(fresh.requeued("n1", "nack", 0), data)
+    assert decode(encode(fresh.acked("n2", 5), b""))[0].state == "done"
+
+
 def test_errors_are_cut_to_2000_characters() -> None:
-    record = TaskRecord(id="a", priority=0, key=None, attempts=0, seq=1).claimed("n")
+    record = TaskRecord(id="a", priority=0, key=None, attempts=0, seq=1)
     assert record.requeued("n2", "x" * 5000, 0).error == "x" * 2000
     assert record.dead_lettered("n2", "y" * 5000).error == "y" * 2000
 
@@ -91,9 +99,9 @@ def test_keys_it_does_not_know_are_kept() -> None:
     record, payload = decode(value)
     assert record.extra == {"v2": {"trace": "abc"}}
     assert encode(record, payload) == value
-    claimed = record.claimed("n1")
-    assert decode(encode(claimed, payload))[0].extra == {"v2": {"trace": "abc"}}
-    assert decode(encode(claimed, payload)) == (claimed, payload)
+    nacked = record.requeued("n1", "nack", 0)
+    assert decode(encode(nacked, payload))[0].extra == {"v2": {"trace": "abc"}}
+    assert decode(encode(nacked, payload)) == (nacked, payload)
 
 
 @pytest.mark.parametrize("value", [b"", b"not json\n", b"[1, 2]\n", b'{"id":"a"}\n', b"\xff\n"])

@@ -11,7 +11,7 @@ import pytest
 
 import coordination
 from coordination import errors
-from coordination.backends.kv import Absent, Create, Delete, OutcomeUnknown
+from coordination.backends.kv import Absent, Create, Delete, OutcomeUnknown, Update
 from coordination.recipes.queue import Queue
 
 from .fake_backend import FakeBackend
@@ -269,6 +269,37 @@ def test_commit_each_applies_each_commit_on_its_own(coord: coordination.Coordina
     assert stamps[0] is not None and stamps[1] is None and stamps[2] is not None
     assert kv.get(f"{root}/a").value == b"1" and kv.get(f"{root}/b") is None
     assert kv.leaves(f"{root}/r", 2, 5) == [f"{root}/r/100/1"]
+
+
+@pytest.mark.integration
+def test_commit_and_get_reads_what_the_commit_left(coord: coordination.Coordinator) -> None:
+    kv = coord.driver.kv
+    root = kv.root("queues", "read")
+    assert kv.commit([], [Create(f"{root}/record", b"r")]) is not None
+    claimed = kv.commit_and_get([Absent(f"{root}/claim")], [Create(f"{root}/claim", b"me")],
+                                [f"{root}/record", f"{root}/claim", f"{root}/none"])
+    assert claimed is not None
+    _stamp, (record, claim, none) = claimed
+    assert (record.value, claim.value, none) == (b"r", b"me", None)
+    # Its token: the claim key's stamp, which grows with the next commit.
+    assert kv.commit([], [Update(f"{root}/record", b"r2")]) > claim.stamp
+    assert kv.commit_and_get([Absent(f"{root}/claim")], [Create(f"{root}/claim", b"you")],
+                             [f"{root}/claim"]) is None
+
+
+@pytest.mark.integration
+def test_a_claim_leaves_the_record_as_put(queues: Any) -> None:
+    """A claim writes three small keys, not the payload again: the record keeps the
+    version of its put until the task is settled."""
+    queue = queues("orders")
+    task_id = queue.put(b"x" * 10_000)
+    kv, record_key = queue._kv, queue.layout.record(task_id)
+    put = kv.get(record_key)
+    task = queue.get(timeout=5)
+    assert task.id == task_id and kv.get(record_key).version == put.version
+    assert task.token > put.stamp
+    task.ack()
+    assert kv.get(record_key).version != put.version
 
 
 def test_a_bucket_removed_under_a_writer_is_made_again(

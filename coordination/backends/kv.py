@@ -4,7 +4,9 @@ Keys are ``/``-separated paths under a recipe root. A commit applies all its ops
 atomically if all its checks hold (etcd: one transaction; ZooKeeper: one ``multi``).
 ``Entry.version`` is what a ``Version`` check compares (etcd mod revision, ZooKeeper
 node version); the ``stamp`` a commit returns grows with every commit (etcd revision,
-ZooKeeper zxid) and serves as a fencing token.
+ZooKeeper zxid) and serves as a fencing token. ZooKeeper tells the zxid of a ``multi``
+only through the nodes it updated: a commit of creates and deletes alone returns 0 there,
+and the ``Entry.stamp`` of a key it created, read back, is its stamp.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import abc
 import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from ..errors import BackendUnavailable
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -120,6 +124,21 @@ class KeyValue(abc.ABC):
         """Apply ``ops`` atomically if every check holds: the commit's stamp, or None if
         a check failed. Ephemeral creates belong to ``session``. Raises
         ``OutcomeUnknown`` if the reply was lost (the commit may have applied)."""
+
+    def commit_and_get(self, checks: Sequence[Check], ops: Sequence[Op], keys: Sequence[str],
+                       session: Session | None = None) -> tuple[int, list[Entry | None]] | None:
+        """``commit``, then the entries at ``keys`` as they are right after it (etcd:
+        read in the same transaction; ZooKeeper: read after it, which is the same for
+        keys that the commit's checks keep others from writing). None if a check failed.
+        Raises ``OutcomeUnknown`` if the reply was lost, or the commit applied and the
+        read failed: either way, the caller reads back what it needs."""
+        stamp = self.commit(checks, ops, session)
+        if stamp is None:
+            return None
+        try:
+            return stamp, self.get_many(keys)
+        except BackendUnavailable as exc:
+            raise OutcomeUnknown(str(exc)) from None
 
     def commit_each(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
                     session: Session | None = None) -> list[int | None]:

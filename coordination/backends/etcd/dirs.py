@@ -111,16 +111,19 @@ class Directories:
             # Never a read from the index's start: etcd would visit every key deleted
             # there since the last compaction. Whether a directory before the head's got
             # a leaf (a higher priority, a task put back) says a marker.
-            head_leaves = _leaf_prefix(root, head)
-            earlier, in_head = self._read_ranges([
-                (_markers_under(root, [], depth - 1), _marker(root, head), 1),
-                (head_leaves, prefix_range_end(head_leaves), limit)])
+            head_leaves, head_marker = _leaf_prefix(root, head), _marker(root, head)
+            earlier, in_head, marked = self._read_ranges([
+                (_markers_under(root, [], depth - 1), head_marker, 1),
+                (head_leaves, prefix_range_end(head_leaves), limit),
+                (head_marker, head_marker + b"\0", 1)])
             if earlier:
                 self._walk(root, [], depth, limit, found)
             else:
                 found = self._decode(in_head)
                 if not found:
-                    self._walk_on(root, head, depth, limit, found)
+                    # A head whose marker is gone was pruned by another client already:
+                    # its consumers all find it empty at once, one prune will do.
+                    self._walk_on(root, head, depth, limit, found, pruned=not marked)
         if not found and time.monotonic() >= self._unmarked_checked.get(root, 0.0) + _UNMARKED_EVERY:
             # Leaves written without markers (by a version before these directories)
             # are found, and indexed, here; not at every listing, so that an empty
@@ -137,12 +140,13 @@ class Directories:
         return found
 
     def _walk_on(self, root: str, head: list[str], depth: int, limit: int,
-                 found: list[str]) -> None:
+                 found: list[str], pruned: bool = False) -> None:
         """Walk on from directory ``head``, found to hold no leaf, as nothing lies before
         it: its next siblings first, then one level up at a time (in a flowing queue
         the next bucket is usually a sibling: two reads, not a walk from the root)."""
         for level in range(len(head), 0, -1):
-            self._prune(root, head[:level], depth)
+            if not (pruned and level == len(head)):
+                self._prune(root, head[:level], depth)
             self._walk(root, head[:level - 1], depth, limit, found, after=head[level - 1])
             if found:
                 return

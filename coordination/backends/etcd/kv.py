@@ -7,6 +7,7 @@ import functools
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import quote
 
 from pyetcd import etcdrpc
@@ -41,11 +42,7 @@ class EtcdKV(KeyValue):
         return f"{self._recipe_root}/{kind}/{quote(name, safe='')}"
 
     def get(self, key: str) -> Entry | None:
-        reply = self._conn.range(None, etcdrpc.RangeRequest(key=key.encode()))
-        if not reply.kvs:
-            return None
-        kv = reply.kvs[0]
-        return Entry(key, kv.value, kv.mod_revision, kv.mod_revision, kv.lease)
+        return _entry(key, self._conn.range(None, etcdrpc.RangeRequest(key=key.encode())).kvs)
 
     def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
         found: list[Entry | None] = []
@@ -54,10 +51,8 @@ class EtcdKV(KeyValue):
             reply = self._conn.txn(None, etcdrpc.TxnRequest(success=[
                 etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=key.encode()))
                 for key in chunk]))
-            for key, response in zip(chunk, reply.responses):
-                kvs = response.response_range.kvs
-                found.append(Entry(key, kvs[0].value, kvs[0].mod_revision, kvs[0].mod_revision,
-                                   kvs[0].lease) if kvs else None)
+            found += [_entry(key, response.response_range.kvs)
+                      for key, response in zip(chunk, reply.responses)]
         return found
 
     def commit(self, checks: Sequence[Check], ops: Sequence[Op],
@@ -70,6 +65,23 @@ class EtcdKV(KeyValue):
             # The Txn may have been applied before the connection broke.
             raise OutcomeUnknown(str(exc)) from None
         return reply.header.revision if reply.succeeded else None
+
+    def commit_and_get(self, checks: Sequence[Check], ops: Sequence[Op], keys: Sequence[str],
+                       session: Session | None = None) -> tuple[int, list[Entry | None]] | None:
+        reads = [etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=key.encode()))
+                 for key in keys]
+        request = etcdrpc.TxnRequest(compare=[_compare(check) for check in checks],
+                                     success=[_request(op, session) for op in ops] + reads
+                                     + marker_ops(ops))
+        try:
+            reply = self._conn.txn(session, request, timeout=0)
+        except BackendUnavailable as exc:
+            raise OutcomeUnknown(str(exc)) from None
+        if not reply.succeeded:
+            return None
+        responses = reply.responses[len(ops):len(ops) + len(keys)]
+        return reply.header.revision, [_entry(key, response.response_range.kvs)
+                                       for key, response in zip(keys, responses)]
 
     def commit_each(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
                     session: Session | None = None) -> list[int | None]:
@@ -164,6 +176,13 @@ class EtcdKV(KeyValue):
             return  # the caller reads again
         finally:
             self._conn.cancel_watch(watch_id)
+
+
+def _entry(key: str, kvs: Sequence[Any]) -> Entry | None:
+    """The entry of ``key`` from a range response's ``kvs`` (None if empty)."""
+    if not kvs:
+        return None
+    return Entry(key, kvs[0].value, kvs[0].mod_revision, kvs[0].mod_revision, kvs[0].lease)
 
 
 def _compare(check: Check) -> etcdrpc.Compare:

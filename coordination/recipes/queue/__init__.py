@@ -15,9 +15,11 @@ Layout under the queue's root (fixed-width names, so key order is delivery order
     bell                        touched by every change that may make a task ready
 
 Every state change is one atomic commit with checks, so a task is in exactly one index.
-A claim is the pair ``f/ID`` + ephemeral ``c/ID`` plus a new version of ``t/ID``; its
-token is the stamp of that commit. ``ack``/``nack`` check that version: if the claim was
-lost and the task handed out again, they raise ``ClaimLost`` and change nothing. A claim
+A claim is the pair ``f/ID`` + ephemeral ``c/ID`` (whose value holds the claim's nonce);
+it leaves ``t/ID`` as it was, and its token is the stamp of its commit. ``ack``/``nack``
+check the versions of ``c/ID`` and ``t/ID`` as claimed: a lost claim put back rewrites
+``t/ID``, so if the task was handed out again, they raise ``ClaimLost`` and change
+nothing. A claim
 whose ``c/ID`` vanished with its session, or outlived its time limit (``c/ID``'s value
 holds it), is put back (attempts + 1) by any consumer.
 

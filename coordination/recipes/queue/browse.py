@@ -12,7 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ...backends.kv import Check, Delete, Entry, KeyValue, Op, OutcomeUnknown, Present, Update, Version
+from ...backends.kv import (
+    Absent,
+    Check,
+    Delete,
+    Entry,
+    KeyValue,
+    Op,
+    OutcomeUnknown,
+    Present,
+    Update,
+    Version,
+)
 from . import layout
 from .layout import DELAYED_DEPTH, KEY_COUNTS, READY_DEPTH, QueueLayout
 from .record import TaskRecord, decode
@@ -116,8 +127,10 @@ class Browser:
                     continue
                 record, _ = decode(entry.value)
                 checks.append(Version(entry.key, entry.version))
-                if record.state == "claimed":
+                in_flight = self._keys.in_flight(record.id)
+                if self._kv.get(in_flight) is not None:
                     continue  # its worker settles it; its turn ends then
+                checks.append(Absent(in_flight))  # a claim does not rewrite the record
                 ops += [Delete(entry.key), Delete(leaf), *self._listings(record, checks)]
                 going += 1
                 if going == _BATCH:

@@ -1,11 +1,13 @@
 """Claiming a ready task: one commit that moves it from the ready index to in flight.
 
-The commit deletes the ready key, writes the record (state ``claimed``, a fresh nonce),
-creates the in-flight key ``f/ID`` and the claim key ``c/ID`` tied to our session; it
-checks the record's version, that no claim key exists and that the ready key is still
-there. Its stamp is the task's fencing token. Of concurrent claimers exactly one commit
+The commit deletes the ready key, creates the in-flight key ``f/ID`` and the claim key
+``c/ID`` tied to our session, whose value carries a fresh nonce; it checks that the ready
+key is still there and that no claim key exists. The record ``t/ID`` is not rewritten: a
+single claim reads it in the same commit (etcd; ZooKeeper reads it right after, while the
+claim keeps it still), a batch claim reads the records first and checks their versions.
+The commit's stamp is the task's fencing token. Of concurrent claimers exactly one commit
 applies; who won is told by the commit's result, or after a lost reply by the nonce read
-back from the record (``Claimer._claimed_by_us``).
+back from the claim key (``Claimer._claimed_by_us``).
 """
 
 from __future__ import annotations
@@ -27,13 +29,12 @@ from ...backends.kv import (
     Op,
     OutcomeUnknown,
     Present,
-    Update,
     Version,
 )
 from . import layout, limits
-from .claims import Claim, claim_until, claim_value, limit_end
+from .claims import Claim, claim_value, claimed_by, limit_end
 from .layout import READY_DEPTH, QueueLayout
-from .record import TaskRecord, decode, encode, new_nonce
+from .record import decode, new_nonce
 from .task import Settler, Task
 
 if TYPE_CHECKING:
@@ -54,37 +55,43 @@ def _lane_of(ready_key: str, lanes: int) -> int:
 class _Claiming:
     """The checks and ops of one task's claim, and the task once they applied."""
 
-    def __init__(self, ready_key: str, entry: Entry, record: TaskRecord, data: bytes,
-                 keys: QueueLayout, until: int) -> None:
+    def __init__(self, ready_key: str, keys: QueueLayout, until: int) -> None:
         self.ready_key = ready_key
-        self.entry = entry
-        self.task_id = record.id
-        self.data = data
+        self.task_id = layout.leaf(ready_key)[1]
         self.keys = keys
         self.until = until
         # Who won is decided by this claim's own nonce, never by the session: the threads
         # of one coordinator share its session, and each must know its own claim.
         self.nonce = new_nonce()
-        self.record = record.claimed(self.nonce)
 
-    def checks(self, session: Session) -> list[Check]:
-        # The ready key must still be there: its delete alone would not fail on etcd.
-        return [Version(self.entry.key, self.entry.version),
-                Absent(self.keys.claim(self.task_id)), Present(self.ready_key)]
+    def checks(self, record: Entry | None = None) -> list[Check]:
+        """The claim's checks; with the ``record`` read before, also that it is still
+        as read. The ready key must still be there: its delete alone would not fail on
+        etcd."""
+        checks: list[Check] = [Absent(self.keys.claim(self.task_id)), Present(self.ready_key)]
+        if record is not None:
+            checks.append(Version(record.key, record.version))
+        return checks
 
     def ops(self, session: Session) -> list[Op]:
         return [
             Delete(self.ready_key),
-            Update(self.entry.key, encode(self.record, self.data)),
             Create(self.keys.in_flight(self.task_id), b""),
             Create(self.keys.claim(self.task_id), claim_value(session, self.nonce, self.until),
                    ephemeral=True),
         ]
 
-    def task(self, settler: Settler, kv: KeyValue, session: Session, stamp: int) -> Task:
-        written = kv.written_version
-        claim = Claim(session, written(stamp, self.entry), written(stamp, None), self.until)
-        return Task(settler, self.record, self.data, stamp, claim)
+    def task(self, settler: Settler, session: Session, record: Entry, held: Entry) -> Task:
+        """The claimed task, ``record`` being its record as it was at the claim and
+        ``held`` the claim key as the claim wrote it: its stamp is the claim's."""
+        header, data = decode(record.value)
+        claim = Claim(session, record.version, held.version, self.until, self.nonce)
+        return Task(settler, header, data, held.stamp, claim)
+
+    def held(self, session: Session, stamp: int, kv: KeyValue) -> Entry:
+        """The claim key as a claim that applied with ``stamp`` wrote it."""
+        return Entry(self.keys.claim(self.task_id), claim_value(session, self.nonce, self.until),
+                     kv.written_version(stamp, None), stamp, int(session.id))
 
 
 class Claimer:
@@ -187,66 +194,70 @@ class Claimer:
         """Claim each task of ``batch`` on its own terms, all in one round trip: the
         ones another consumer took meanwhile are left out, the others are ours."""
         session = self._backend.session()
-        claims = [claim for ready_key, entry in batch
-                  if (claim := self._claim_ops(ready_key, entry, time_limit)) is not None]
+        until = limit_end(time_limit)
+        claims = [(_Claiming(ready_key, self._keys, until), entry) for ready_key, entry in batch
+                  if decode(entry.value)[0].state not in ("done", "dead")]  # a stale listing
         if not claims:
             return []
         try:
             stamps = self._kv.commit_each(
-                [(claim.checks(session), claim.ops(session)) for claim in claims], session)
+                [(claim.checks(entry), claim.ops(session)) for claim, entry in claims], session)
         except OutcomeUnknown:
-            return [task for claim in claims
-                    if (task := self._claimed_by_us(claim.task_id, claim.nonce, session))]
+            return [task for claim, _entry in claims if (task := self._claimed_by_us(claim, session))]
+        applied = [(claim, entry, stamp) for (claim, entry), stamp in zip(claims, stamps)
+                   if stamp is not None]
+        if any(stamp == 0 for _claim, _entry, stamp in applied):  # ZooKeeper: read it
+            held = self._kv.get_many([claim.keys.claim(claim.task_id) for claim, _e, _s in applied])
+            tasks = [claim.task(self._settler, session, entry, key)
+                     for (claim, entry, _stamp), key in zip(applied, held) if key is not None]
+        else:
+            tasks = [claim.task(self._settler, session, entry, claim.held(session, stamp, self._kv))
+                     for claim, entry, stamp in applied]
         if None in stamps:
             self._local.raced = True
             self._contended_until = time.monotonic() + _CONTENDED_FOR
             lane, lanes = getattr(self._local, "lane", (None, 1))
             if any(stamp is None and _lane_of(claim.ready_key, lanes) == lane
-                   for claim, stamp in zip(claims, stamps)):
+                   for (claim, _entry), stamp in zip(claims, stamps)):
                 self._local.place = random.random()  # another consumer works this lane
-        return [claim.task(self._settler, self._kv, session, stamp)
-                for claim, stamp in zip(claims, stamps) if stamp is not None]
-
-    def _claim_ops(self, ready_key: str, entry: Entry, time_limit: float | None) -> _Claiming | None:
-        record, data = decode(entry.value)
-        if record.state in ("done", "dead"):
-            return None  # a stale listing: the ready key is gone already
-        return _Claiming(ready_key, entry, record, data, self._keys, limit_end(time_limit))
+        return tasks
 
     def _record_of(self, ready_key: str) -> str:
         return self._keys.record(layout.leaf(ready_key)[1])
 
     def _claim(self, ready_key: str, time_limit: float | None) -> Task | None:
         """Claim the task listed at ``ready_key``; None if another consumer has it."""
-        task_id = layout.leaf(ready_key)[1]
-        entry = self._kv.get(self._keys.record(task_id))
-        if entry is None:
-            return None
-        claiming = self._claim_ops(ready_key, entry, time_limit)
-        if claiming is None:
-            return None
+        claiming = _Claiming(ready_key, self._keys, limit_end(time_limit))
+        record_key = self._record_of(ready_key)
         session = self._backend.session()
         try:
-            stamp = self._kv.commit(claiming.checks(session), claiming.ops(session), session)
+            # A ready key with no record (left over) is never claimed.
+            claimed = self._kv.commit_and_get(
+                claiming.checks() + [Present(record_key)], claiming.ops(session),
+                [record_key, self._keys.claim(claiming.task_id)], session)
         except OutcomeUnknown:
-            return self._claimed_by_us(task_id, claiming.nonce, session)
-        if stamp is None:
+            return self._claimed_by_us(claiming, session)
+        if claimed is None:
             self._local.raced = True
             return None  # a check failed: another consumer (maybe another thread) won
-        return claiming.task(self._settler, self._kv, session, stamp)
+        _stamp, (record, held) = claimed
+        if held is None:
+            return None  # lost already (ZooKeeper, read after): the reaper puts it back
+        if record is None:  # removed under our claim by another client: let the task go
+            try:
+                self._kv.commit([Version(held.key, held.version)],
+                                [Delete(held.key), Delete(self._keys.in_flight(claiming.task_id))],
+                                session)
+            except OutcomeUnknown:
+                pass
+            return None
+        return claiming.task(self._settler, session, record, held)
 
-    def _claimed_by_us(self, task_id: str, nonce: str, session: Session) -> Task | None:
-        """After a lost reply: our claim, read back, if it applied and still holds. The
-        record carries the nonce of the claim that wrote it last."""
+    def _claimed_by_us(self, claiming: _Claiming, session: Session) -> Task | None:
+        """After a lost reply: our claim, read back, if it applied and still holds."""
+        task_id = claiming.task_id
         held = self._kv.get(self._keys.claim(task_id))
-        if held is None or not session.alive:
+        if held is None or not session.alive or not claimed_by(held.value, session, claiming.nonce):
             return None
         current = self._kv.get(self._keys.record(task_id))
-        if current is None:
-            return None
-        record, data = decode(current.value)
-        if record.state != "claimed" or record.nonce != nonce:
-            return None
-        return Task(self._settler, record, data, current.stamp,
-                    Claim(session, current.version, claim_version=None,
-                          until=claim_until(held.value)))
+        return None if current is None else claiming.task(self._settler, session, current, held)

@@ -2,7 +2,9 @@
 ``SESSION:NONCE[:UNTIL]``, and claim time limits.
 
 A claim is the in-flight key ``f/ID`` plus the claim key ``c/ID`` tied to the worker's
-session, plus the version of ``t/ID`` that the claim wrote.
+session. The claim leaves the record ``t/ID`` as it was; any change of hands rewrites it
+(a lost claim is put back with attempts + 1), so its version at the claim tells whether
+the task is still this claim's.
 """
 
 from __future__ import annotations
@@ -24,18 +26,25 @@ class Claim:
 
     #: The session the claim key is tied to: the claim is lost with it.
     session: Session
-    #: The version of the task's record as the claim wrote it.
+    #: The version of the task's record when it was claimed.
     version: int
     #: The version of the claim key; None if unknown (a claim found again after a lost
     #: reply): settling then reads the record and the claim key back first.
     claim_version: int | None
     #: When the claim's time limit ends (wall clock, ns); 0: no limit.
     until: int = 0
+    #: The claim's own nonce, in the claim key's value.
+    nonce: str = ""
 
 
 def claim_value(session: Session, nonce: str, until: int) -> bytes:
     """The claim key's value: ``SESSION:NONCE``, then ``:UNTIL`` if time-limited."""
     return f"{session.id}:{nonce}{f':{until}' if until else ''}".encode()
+
+
+def claimed_by(value: bytes, session: Session, nonce: str) -> bool:
+    """Whether the claim key's ``value`` is that of the claim with ``nonce`` of ``session``."""
+    return value.split(b":")[:2] == [str(session.id).encode(), nonce.encode()]
 
 
 def claim_until(value: bytes) -> int:

@@ -111,7 +111,7 @@ class Maintainer:
             if entry is None:
                 continue
             record, data = decode(entry.value)
-            if record.state != "claimed":
+            if record.state in ("done", "dead"):
                 continue  # acked or nacked since we listed it
             # The in-flight key must still be there: its delete alone would not fail on etcd.
             checks: list[Check] = [Version(entry.key, entry.version),
@@ -131,7 +131,7 @@ class Maintainer:
         if entry is None:
             return
         record, data = decode(entry.value)
-        if record.state != "claimed":
+        if record.state in ("done", "dead"):
             return
         checks: list[Check] = [Version(entry.key, entry.version), Version(held.key, held.version),
                                Present(flight)]

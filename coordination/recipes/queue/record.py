@@ -12,9 +12,10 @@ the payload. The header's keys are one or few letters, in this order; those mark
     seq         s        always: put order, nanoseconds
     due         due      always: when a delayed task becomes ready, ns (0: not delayed)
     position    q        with an ordering key: its leaf name in the key's FIFO
-    state       state    once claimed: claimed, ready, dead or done
-    claims      claims   once claimed: how many times
-    nonce       n        once claimed: written by every claim, ack and nack
+    state       state    once settled: ready, dead or done (claimed: by versions
+                         before 2026-12-07, whose claims rewrote the record)
+    claims      claims   by versions before 2026-12-07: how many claims
+    nonce       n        once settled: written by every ack and nack
     error       e        once failed
     done_at     done     once acked, ns
 
@@ -62,9 +63,6 @@ class TaskRecord:
     error: str | None = None
     done_at: int | None = None
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-    def claimed(self, nonce: str) -> TaskRecord:
-        return dataclasses.replace(self, state="claimed", claims=self.claims + 1, nonce=nonce)
 
     def acked(self, nonce: str, done_at: int) -> TaskRecord:
         return dataclasses.replace(self, state="done", nonce=nonce, done_at=done_at)

@@ -1,7 +1,7 @@
 """A claimed task, and how its claim is settled: ``ack`` (done), ``nack`` (failed),
 ``extend`` (more time) and ``ack_many`` (up to ``limits.BATCH`` acks a commit).
 
-Settling is one commit that checks the version of the record that the claim wrote (see
+Settling is one commit that checks the version of the record as it was claimed (see
 :mod:`.claims`), and the claim key's where it is known: if the claim was lost and the
 task handed out again, a check fails, ``ClaimLost`` is raised and nothing changes. Every
 ack and nack writes a fresh nonce into the record: after a lost reply, the record read
@@ -27,7 +27,7 @@ from ...errors import (
 )
 from . import layout, limits
 from .bell import Bell
-from .claims import Claim, check_time_limit, claim_value, limit_end
+from .claims import Claim, check_time_limit, claim_value, claimed_by, limit_end
 from .codec import Codec
 from .layout import QueueLayout
 from .put import check_delay, due_after
@@ -256,11 +256,10 @@ class Settler:
         claim = self._check_mine(task)
         key = self._keys.claim(task.id)
         held = self._kv.get(key)
-        if held is None or not held.value.startswith(
-                claim_value(claim.session, task._record.nonce or "", 0)):
+        if held is None or not claimed_by(held.value, claim.session, claim.nonce):
             raise ClaimLost(f"the claim on task {task.id} is lost")
         until = limit_end(seconds)
-        value = claim_value(claim.session, task._record.nonce or "", until)
+        value = claim_value(claim.session, claim.nonce, until)
         try:
             stamp = self._kv.commit(
                 [Version(self._keys.record(task.id), claim.version), Version(key, held.version)],
@@ -327,7 +326,7 @@ class Settler:
         if claim.claim_version is None:
             entry = self._own(task)
             (record, data), version = decode(entry.value), entry.version
-        else:  # what our claim wrote; the checks below fail if anything changed since
+        else:  # as claimed; the checks below fail if anything changed since
             record, data, version = task._record, task._data, claim.version
         while True:
             checks: list[Check] = [Version(keys.record(task_id), version)]
