@@ -17,9 +17,10 @@ pytestmark = pytest.mark.integration
 
 
 def _count_reads(directories: Any, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """The round trips of ``directories``' reads from now on, as a list that grows."""
+    """The round trips of ``directories``' reads and upkeep transactions from now on, as
+    a list that grows."""
     reads: list[Any] = []
-    for name in ("_range_keys", "_read_ranges"):
+    for name in ("_range_keys", "_read_ranges", "_txn"):
         real = getattr(directories, name)
         monkeypatch.setattr(directories, name,
                             lambda *a, real=real: reads.append(a) or real(*a))
@@ -113,7 +114,7 @@ def test_an_empty_index_costs_one_read_and_unmarked_leaves_are_still_found(etcd,
 
 
 def test_when_the_head_bucket_empties_the_listing_walks_on_from_its_siblings(
-        etcd, monkeypatch) -> None:
+        etcd, connect, monkeypatch) -> None:
     backend = etcd.driver
     root = backend.kv.root("queues", "siblings") + "/r"
     first, second = f"{root}/100/a/001/1", f"{root}/100/a/002/2"
@@ -122,10 +123,19 @@ def test_when_the_head_bucket_empties_the_listing_walks_on_from_its_siblings(
     backend.kv.commit([], [Delete(first)])
     reads = _count_reads(backend.kv._dirs, monkeypatch)
     assert backend.kv.leaves(root, 4, 8) == [second]
-    # The old head (empty), its next sibling's marker, that bucket: not a walk from the root.
-    assert len(reads) == 3
+    # The old head (empty) with its next sibling's marker, then the old head pruned and
+    # that sibling read in one transaction: not a walk from the root.
+    assert len(reads) == 2
     assert _markers(etcd, root) == [f"{root}.dirs/1/100", f"{root}.dirs/2/100/a",
                                     f"{root}.dirs/3/100/a/002"]
+    # Another client whose head was the same bucket finds it pruned: it reads on, once.
+    other = connect().driver.kv
+    other._dirs._heads[root] = ["100", "a", "001"]
+    reads = _count_reads(other._dirs, monkeypatch)
+    assert other.leaves(root, 4, 8) == [second] and len(reads) == 2
+    # Its next siblings hold nothing either: walk on from there.
+    backend.kv.commit([], [Delete(second), Create(f"{root}/100/b/001/3", depth=4)])
+    assert backend.kv.leaves(root, 4, 8) == [f"{root}/100/b/001/3"]
 
 
 def test_a_listing_never_reads_from_the_start_of_a_busy_index(etcd, monkeypatch) -> None:

@@ -41,8 +41,10 @@ _UNMARKED_EVERY = 5.0
 RangeKeys = Callable[[bytes, bytes, int], list[bytes]]
 #: Reads several ``(start, end, limit)`` ranges, keys only, in one round trip.
 ReadRanges = Callable[[Sequence[tuple[bytes, bytes, int]]], list[list[bytes]]]
-#: Runs a transaction; whether it succeeded.
-Txn = Callable[[etcdrpc.TxnRequest], bool]
+#: Next sibling directories read with the head, for when the head is found empty.
+_NEXT = 2
+#: Runs a transaction, once; its reply, or None if it could not be run.
+Txn = Callable[[etcdrpc.TxnRequest], "etcdrpc.TxnResponse | None"]
 
 
 def _marker(root: str, dirs: Sequence[str]) -> bytes:
@@ -112,10 +114,12 @@ class Directories:
             # there since the last compaction. Whether a directory before the head's got
             # a leaf (a higher priority, a task put back) says a marker.
             head_leaves, head_marker = _leaf_prefix(root, head), _marker(root, head)
-            earlier, in_head, marked = self._read_ranges([
+            siblings = _markers_under(root, head[:-1], len(head))
+            earlier, in_head, marked, following = self._read_ranges([
                 (_markers_under(root, [], depth - 1), head_marker, 1),
                 (head_leaves, prefix_range_end(head_leaves), limit),
-                (head_marker, head_marker + b"\0", 1)])
+                (head_marker, head_marker + b"\0", 1),
+                (head_marker + b"\0", prefix_range_end(siblings), _NEXT)])
             if earlier:
                 self._walk(root, [], depth, limit, found)
             else:
@@ -123,7 +127,8 @@ class Directories:
                 if not found:
                     # A head whose marker is gone was pruned by another client already:
                     # its consumers all find it empty at once, one prune will do.
-                    self._walk_on(root, head, depth, limit, found, pruned=not marked)
+                    nexts = [marker[len(siblings):].decode() for marker in following]
+                    self._step_on(root, head, nexts, depth, limit, found, bool(marked))
         if not found and time.monotonic() >= self._unmarked_checked.get(root, 0.0) + _UNMARKED_EVERY:
             # Leaves written without markers (by a version before these directories)
             # are found, and indexed, here; not at every listing, so that an empty
@@ -138,6 +143,27 @@ class Directories:
         else:
             self._heads.pop(root, None)
         return found
+
+    def _step_on(self, root: str, head: list[str], nexts: list[str], depth: int, limit: int,
+                 found: list[str], marked: bool) -> None:
+        """The head found empty, and ``nexts`` the next marked directories beside it:
+        prune the head (if ``marked``: no other client did) and read the leaves of
+        ``nexts``, in one round trip; walk on from there if they hold none either. In
+        a flowing queue the next bucket is the head's sibling: one request, not a prune,
+        a read of the siblings and one of each sibling's leaves."""
+        reads = [etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(
+            key=prefix, range_end=prefix_range_end(prefix), limit=limit, keys_only=True))
+            for prefix in (_leaf_prefix(root, [*head[:-1], name]) for name in nexts)]
+        if reads:
+            reply = self._txn(self._prune_request(root, head, depth, reads) if marked
+                              else etcdrpc.TxnRequest(success=reads))
+            if reply is not None and reply.succeeded:
+                for response in reply.responses[-len(reads):]:
+                    found += self._decode([kv.key for kv in response.response_range.kvs])
+                del found[limit:]
+            marked = marked and (reply is None or not reply.succeeded)
+        if not found:
+            self._walk_on(root, head, depth, limit, found, pruned=not marked)
 
     def _walk_on(self, root: str, head: list[str], depth: int, limit: int,
                  found: list[str], pruned: bool = False) -> None:
@@ -184,17 +210,24 @@ class Directories:
 
     def _prune(self, root: str, dirs: list[str], depth: int) -> None:
         """Drop the markers of ``dirs`` and below, if it still holds no leaf."""
+        self._txn(self._prune_request(root, dirs, depth))
+
+    @staticmethod
+    def _prune_request(root: str, dirs: list[str], depth: int,
+                       then: Sequence[etcdrpc.RequestOp] = ()) -> etcdrpc.TxnRequest:
+        """The transaction of ``_prune``; if it applies, it runs ``then`` after."""
         leaves = _leaf_prefix(root, dirs)
         deeper = [_markers_under(root, dirs, level) for level in range(len(dirs) + 1, depth)]
-        self._txn(etcdrpc.TxnRequest(
+        return etcdrpc.TxnRequest(
             compare=[etcdrpc.Compare(key=leaves, range_end=prefix_range_end(leaves),
                                      target=etcdrpc.Compare.CREATE,
                                      result=etcdrpc.Compare.EQUAL, create_revision=0)],
             success=[etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(
                 key=_marker(root, dirs)))] + [
                 etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(
-                    key=prefix, range_end=prefix_range_end(prefix))) for prefix in deeper],
-        ))
+                    key=prefix, range_end=prefix_range_end(prefix))) for prefix in deeper]
+            + list(then),
+        )
 
     @staticmethod
     def _decode(keys: list[bytes]) -> list[str]:

@@ -136,12 +136,13 @@ class EtcdKV(KeyValue):
             for start, end, limit in ranges]))
         return [[kv.key for kv in response.response_range.kvs] for response in reply.responses]
 
-    def _index_txn(self, request: etcdrpc.TxnRequest) -> bool:
-        """One attempt at an index upkeep transaction; a failure is left for later."""
+    def _index_txn(self, request: etcdrpc.TxnRequest) -> etcdrpc.TxnResponse | None:
+        """One attempt at an index upkeep transaction (None if it could not be run: a
+        failure is left for later)."""
         try:
-            return bool(self._conn.txn(None, request, timeout=0).succeeded)
+            return self._conn.txn(None, request, timeout=0)
         except CoordinationError:
-            return False
+            return None
 
     def counts(self, roots: Sequence[tuple[str, int]]) -> list[int]:
         for _attempt in range(_COMPACTED_RETRIES):
