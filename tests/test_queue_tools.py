@@ -302,6 +302,27 @@ def test_a_claim_leaves_the_record_as_put(queues: Any) -> None:
     assert kv.get(record_key).version != put.version
 
 
+@pytest.mark.integration
+def test_a_listing_goes_on_past_emptied_buckets(coord: coordination.Coordinator,
+                                                connect: Any) -> None:
+    """Consumers drain the head bucket, one prunes it, the others find it gone: each
+    listing goes on from the head's next siblings, then the next directory; a bucket
+    that came before the head (a higher priority, a task put back) is seen first."""
+    kv, other = coord.driver.kv, connect().driver.kv
+    root = kv.root("queues", "flow") + "/r"
+    keys = [f"{root}/100/a/00{i}/{i}" for i in (1, 2, 3)] + [f"{root}/100/b/001/4"]
+    kv.commit([], [Create(key, depth=4) for key in keys])
+    assert kv.leaves(root, 4, 1) == keys[:1] and other.leaves(root, 4, 1) == keys[:1]
+    kv.commit([], [Delete(keys[0])])
+    assert kv.leaves(root, 4, 8) == keys[1:3]  # its head emptied (and pruned)
+    assert other.leaves(root, 4, 8) == keys[1:3]  # its head pruned by the other
+    kv.commit([], [Delete(keys[1]), Delete(keys[2])])
+    assert other.leaves(root, 4, 8) == [keys[3]]  # every sibling empty: the next directory
+    kv.commit([], [Create(f"{root}/100/a/000/0", depth=4)])
+    assert kv.leaves(root, 4, 8) == [f"{root}/100/a/000/0", keys[3]]
+    assert other.leaves(root, 4, 8) == [f"{root}/100/a/000/0", keys[3]]
+
+
 def test_a_bucket_removed_under_a_writer_is_made_again(
         coord: coordination.Coordinator, connect: Any) -> None:
     """A listing prunes empty buckets; a writer that made the bucket before (and

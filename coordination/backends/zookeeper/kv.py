@@ -32,6 +32,8 @@ from .connection import Connection, NodeMissing
 _SNAPSHOT_ATTEMPTS = 10
 #: A commit that failed as its parent was pruned meanwhile: how often it is tried.
 _PARENT_RETRIES = 3
+#: Buckets of leaves listed in one round trip (pipelined) by a walk.
+_BUCKETS_A_TRIP = 4
 
 
 class _ParentGone(Exception):
@@ -164,12 +166,10 @@ class ZooKeeperKV(KeyValue):
 
     def leaves(self, root: str, depth: int, limit: int) -> list[str]:
         head = self._heads.get(root) if depth > 1 else None
-        if head is not None:
-            found = self._leaves_under(root, head, limit)
-            if found is not None:
-                return found
-        found = []
-        self._walk(root, depth, limit, found)
+        found = self._leaves_under(root, head, limit) if head is not None else None
+        if found is None:
+            found = []
+            self._walk(root, depth, limit, found)
         if depth > 1 and found:
             self._heads[root] = found[0][len(root) + 1:].split("/")[:-1]
         elif depth > 1:
@@ -180,16 +180,45 @@ class ZooKeeperKV(KeyValue):
         """The walk below in one round trip: every level of the last head path is listed
         at once (a session's reads are served in order, as the walk would send them).
         The answer stands if that path is still the first at each level and its bucket
-        holds a leaf; else None (walk)."""
+        holds a leaf. A head bucket found empty, or pruned, is followed by its next
+        siblings (read in one more round trip; the empty head pruned by whoever sees it
+        still there): in a flowing queue that is where the next leaves are. Else None
+        (walk)."""
         paths = [root] + ["/".join([root, *head[:level]]) for level in range(1, len(head) + 1)]
         listings = self._conn.call(None, self._list_all, paths)
-        for children, name in zip(listings, head):
-            if not children or min(children) != name:
-                return None
+        for level, (children, name) in enumerate(zip(listings, head)):
+            first = min(children) if children else None
+            if first != name:
+                if level == len(head) - 1 and first is not None and first > name:
+                    break  # the head bucket is gone: its next siblings follow it
+                return None  # an earlier directory came, or this level emptied
         leaves = listings[-1]
-        if not leaves:
+        if leaves:
+            return [f"{paths[-1]}/{leaf}" for leaf in sorted(leaves)[:limit]]
+        siblings = sorted(child for child in listings[-2] if child > head[-1])
+        if not siblings:
             return None
-        return [f"{paths[-1]}/{leaf}" for leaf in sorted(leaves)[:limit]]
+        if head[-1] in listings[-2]:
+            self._prune(paths[-1])  # empty, and not the last: writers fill a later one
+        found: list[str] = []
+        self._read_buckets(paths[-2], siblings, limit, found)
+        return found or None
+
+    def _read_buckets(self, parent: str, names: list[str], limit: int, found: list[str]) -> None:
+        """Add the leaves of the first buckets of ``names`` under ``parent`` that hold
+        any (in order, up to ``limit``), a few buckets a round trip: the first round trip
+        that finds a leaf is the last (``leaves`` may return fewer than ``limit``).
+        Prune the buckets found empty but the last (writers are filling it: buckets are
+        named by time)."""
+        for start in range(0, len(names), _BUCKETS_A_TRIP):
+            chunk = names[start:start + _BUCKETS_A_TRIP]
+            listings = self._conn.call(None, self._list_all, [f"{parent}/{n}" for n in chunk])
+            for name, leaves in zip(chunk, listings):
+                if not leaves and not found and name != names[-1]:
+                    self._prune(f"{parent}/{name}")
+                found.extend(f"{parent}/{name}/{leaf}" for leaf in sorted(leaves)[:limit - len(found)])
+            if found:
+                return
 
     def _list_all(self, paths: list[str]) -> list[list[str]]:
         """The children of each path (none for a missing one), requests pipelined; run
@@ -210,6 +239,9 @@ class ZooKeeperKV(KeyValue):
             return
         if depth == 1:
             found.extend(f"{node}/{child}" for child in children[: limit - len(found)])
+            return
+        if depth == 2:
+            self._read_buckets(node, children, limit, found)
             return
         for i, child in enumerate(children):
             before = len(found)
