@@ -58,6 +58,7 @@ class Session:
         #: it has not, the process was frozen (GC, SIGSTOP, swap) long enough for the
         #: server to drop the session: not alive, even before that thread wakes up.
         self.watchdog: float | None = None
+        self._expired = False  # the deadline was seen passed: dead for good
 
     def __repr__(self) -> str:
         return f"<Session {self.id} {self._state.value}>"
@@ -70,11 +71,27 @@ class Session:
     def alive(self) -> bool:
         """False once lost, or once the local deadline or the watchdog's has passed
         (even before the backend's thread has noticed and moved the state to LOST)."""
-        if self.lost.is_set():
+        if self.lost.is_set() or self._expired:
             return False
         now = time.monotonic()
         deadline, watchdog = self.deadline, self.watchdog
-        return (deadline is None or now < deadline) and (watchdog is None or now < watchdog)
+        if deadline is not None and now >= deadline:
+            # Whoever sees the generation dead may act on it (give a lock up, abandon a
+            # task's ack): a late confirmation from the server must not revive it.
+            self._expired = True
+            return False
+        return watchdog is None or now < watchdog
+
+    def renew(self, deadline: float) -> bool:
+        """Push the local deadline to ``deadline`` (the server confirmed the session);
+        False, changing nothing, if the generation is dead already, even if only its
+        deadline had passed: it stays dead, and the backend must end it on the server
+        too, so that its keys do not outlive what the recipes were told."""
+        with self._guard:
+            if not self.alive:
+                return False
+            self.deadline = deadline
+            return True
 
     def check(self) -> None:
         """Raise ``SessionLost`` if this generation is lost, closed or past its deadline."""

@@ -3,7 +3,8 @@
 A keepalive answered with TTL 0 or "lease not found" means the lease is gone; while
 keepalives fail, the lease is presumed lost once its TTL has passed since the last
 keepalive that the server confirmed (counted from when that keepalive was *sent*, so we
-never outlive the server's view).
+never outlive the server's view). A lease presumed lost stays lost: one confirmed after
+that is revoked.
 """
 
 from __future__ import annotations
@@ -113,7 +114,16 @@ class Leases:
         if ttl <= 0:  # TTL 0 is how etcd says the lease is gone; it raises no error
             notify(session, SessionState.LOST)
             return
-        session.deadline = sent + ttl - 0.1
+        if not session.renew(sent + ttl - 0.1):
+            # Confirmed too late: recipes may have been told the session is lost (a
+            # claim given up, a lock released), so its keys must go now, not live on
+            # with the lease that this keepalive just extended.
+            notify(session, SessionState.LOST)
+            try:
+                self._conn.revoke(session.id, RPC_TIMEOUT)
+            except CoordinationError:
+                pass  # it expires after its TTL: nothing keeps it alive any more
+            return
         if session.state == SessionState.SUSPENDED:
             notify(session, SessionState.CONNECTED)
             self._backend.removals.retry_soon()
