@@ -57,26 +57,14 @@ class EtcdKV(KeyValue):
 
     def commit(self, checks: Sequence[Check], ops: Sequence[Op],
                session: Session | None = None) -> int | None:
-        request = etcdrpc.TxnRequest(compare=[_compare(check) for check in checks],
-                                     success=[_request(op, session) for op in ops] + marker_ops(ops))
-        try:  # once: a Txn sent again could apply twice
-            reply = self._conn.txn(session, request, timeout=0)
-        except BackendUnavailable as exc:
-            # The Txn may have been applied before the connection broke.
-            raise OutcomeUnknown(str(exc)) from None
+        reply = self._write(session, _txn(checks, ops, session))
         return reply.header.revision if reply.succeeded else None
 
     def commit_and_get(self, checks: Sequence[Check], ops: Sequence[Op], keys: Sequence[str],
                        session: Session | None = None) -> tuple[int, list[Entry | None]] | None:
         reads = [etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=key.encode()))
                  for key in keys]
-        request = etcdrpc.TxnRequest(compare=[_compare(check) for check in checks],
-                                     success=[_request(op, session) for op in ops] + reads
-                                     + marker_ops(ops))
-        try:
-            reply = self._conn.txn(session, request, timeout=0)
-        except BackendUnavailable as exc:
-            raise OutcomeUnknown(str(exc)) from None
+        reply = self._write(session, _txn(checks, ops, session, reads))
         if not reply.succeeded:
             return None
         responses = reply.responses[len(ops):len(ops) + len(keys)]
@@ -87,18 +75,21 @@ class EtcdKV(KeyValue):
                     session: Session | None = None) -> list[int | None]:
         # etcd checks a nested transaction against what the outer one leaves of its
         # 128 operations: one outer op per commit, the directory markers after them.
-        nested = [etcdrpc.RequestOp(request_txn=etcdrpc.TxnRequest(
-            compare=[_compare(check) for check in checks],
-            success=[_request(op, session) for op in ops])) for checks, ops in commits]
+        nested = [etcdrpc.RequestOp(request_txn=_txn(checks, ops, session, markers=False))
+                  for checks, ops in commits]
         markers = marker_ops([op for _checks, ops in commits for op in ops])
-        try:
-            reply = self._conn.txn(session, etcdrpc.TxnRequest(success=nested + markers),
-                                   timeout=0)
-        except BackendUnavailable as exc:
-            raise OutcomeUnknown(str(exc)) from None
+        reply = self._write(session, etcdrpc.TxnRequest(success=nested + markers))
         revision = reply.header.revision
         return [revision if response.response_txn.succeeded else None
                 for response in reply.responses[:len(commits)]]
+
+    def _write(self, session: Session | None, request: etcdrpc.TxnRequest) -> Any:
+        """Send a writing transaction, once: sent again, it could apply twice.
+        ``OutcomeUnknown`` if the connection broke: it may have applied before."""
+        try:
+            return self._conn.txn(session, request, timeout=0)
+        except BackendUnavailable as exc:
+            raise OutcomeUnknown(str(exc)) from None
 
     def next_write(self, key: str, version: int) -> bytes | None:
         # The watch replays the key's history from the revision after ``version``; a
@@ -177,6 +168,15 @@ class EtcdKV(KeyValue):
             return  # the caller reads again
         finally:
             self._conn.cancel_watch(watch_id)
+
+
+def _txn(checks: Sequence[Check], ops: Sequence[Op], session: Session | None,
+         reads: Sequence[etcdrpc.RequestOp] = (), markers: bool = True) -> etcdrpc.TxnRequest:
+    """The transaction applying ``ops`` if every check holds, then ``reads``, then (with
+    ``markers``) the directory markers of the leaves it creates (see ``dirs.py``)."""
+    return etcdrpc.TxnRequest(compare=[_compare(check) for check in checks],
+                              success=[_request(op, session) for op in ops] + list(reads)
+                              + (marker_ops(ops) if markers else []))
 
 
 def _entry(key: str, kvs: Sequence[Any]) -> Entry | None:
