@@ -153,3 +153,48 @@ def test_a_listing_never_reads_from_the_start_of_a_busy_index(etcd, monkeypatch)
                for start, _end, _limit in ranges)
     backend.kv.commit([], [Create(f"{root}/090/a/001/0", depth=4)])  # a higher priority
     assert backend.kv.leaves(root, 4, 1) == [f"{root}/090/a/001/0"]
+
+
+def test_the_commit_that_takes_a_buckets_last_leaf_drops_its_marker(etcd) -> None:
+    """No listing has to prune it then (a prune is a write, tried by every consumer
+    that finds the bucket empty); a bucket a leaf is left in, or that the same commit
+    puts a leaf into, keeps its marker."""
+    kv = etcd.driver.kv
+    root = kv.root("queues", "unmark") + "/r"
+    a, b, c = (f"{root}/100/a/001/{n}" for n in "abc")
+    kv.commit([], [Create(key, depth=4) for key in (a, b, c)])
+    kv.commit([], [Delete(b, depth=4)])
+    assert f"{root}.dirs/3/100/a/001" in _markers(etcd, root)
+    kv.commit([], [Delete(a, depth=4), Delete(c, depth=4), Create(f"{root}/100/a/001/d", depth=4)])
+    assert f"{root}.dirs/3/100/a/001" in _markers(etcd, root)
+    kv.commit([], [Delete(f"{root}/100/a/001/d", depth=4)])
+    assert _markers(etcd, root) == [f"{root}.dirs/1/100", f"{root}.dirs/2/100/a"]
+    assert kv.leaves(root, 4, 8) == []
+    kv.commit([], [Create(a, depth=4), Create(b, depth=4)])  # the bucket again
+    kv.commit_each([([], [Delete(a, depth=4)]), ([], [Create(c, depth=4)])])
+    kv.commit_each([([], [Delete(b, depth=4)]), ([], [Delete(c, depth=4)])])
+    assert f"{root}.dirs/3/100/a/001" in _markers(etcd, root)  # each kept the other
+    assert kv.leaves(root, 4, 8) == []
+
+
+def test_a_listing_behind_what_the_client_has_seen_is_read_again_from_the_leader(
+        etcd, monkeypatch) -> None:
+    """Listings are served by the connected server alone (no round to the leader), as
+    ZooKeeper serves reads; one older than a revision this client has seen (a failover
+    to a server that is behind) is read again, linearizably."""
+    kv = etcd.driver.kv
+    root = kv.root("queues", "recent") + "/r"
+    leaf = f"{root}/100/a/001/x"
+    kv.commit([], [Create(leaf, depth=4)])
+    conn = kv._conn
+    sent: list[bool] = []
+    real = conn.txn
+    monkeypatch.setattr(conn, "txn", lambda session, request, timeout=None: sent.append(
+        request.success[0].request_range.serializable) or real(session, request, timeout))
+    assert kv.leaves(root, 4, 8) == [leaf] and set(sent) == {True}
+    sent.clear()
+    assert kv.leaves(root, 4, 8) == [leaf] and sent == [True]  # the head, remembered
+    # As if a reply from another server had shown a later revision:
+    monkeypatch.setattr(conn, "_seen", conn._seen + 1_000_000)
+    sent.clear()
+    assert kv.leaves(root, 4, 8) == [leaf] and sent == [True, False]

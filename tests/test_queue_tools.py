@@ -288,6 +288,26 @@ def test_commit_and_get_reads_what_the_commit_left(coord: coordination.Coordinat
 
 
 @pytest.mark.integration
+def test_commit_first_applies_the_first_commit_whose_checks_hold(
+        coord: coordination.Coordinator) -> None:
+    kv = coord.driver.kv
+    root = kv.root("queues", "first")
+    kv.commit([], [Create(f"{root}/a", b"taken"), Create(f"{root}/record", b"r")])
+
+    def claim(name: str) -> tuple[list[Any], list[Any]]:
+        return [Absent(f"{root}/{name}")], [Create(f"{root}/{name}", b"me")]
+
+    first = kv.commit_first([claim("a"), claim("b"), claim("c")],
+                            [[f"{root}/a"], [f"{root}/record", f"{root}/b"], [f"{root}/c"]])
+    assert first is not None
+    index, stamp, (record, made) = first
+    assert index == 1 and (record.value, made.value) == (b"r", b"me")
+    assert stamp in (made.stamp, 0)  # 0: ZooKeeper's multi of creates tells none (kv.py)
+    assert kv.get(f"{root}/c") is None  # only the first that could apply did
+    assert kv.commit_first([claim("a"), claim("b")], [[], []]) is None
+
+
+@pytest.mark.integration
 def test_a_claim_leaves_the_record_as_put(queues: Any) -> None:
     """A claim writes three small keys, not the payload again: the record keeps the
     version of its put until the task is settled."""

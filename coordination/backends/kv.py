@@ -79,9 +79,11 @@ class Update:
 
 @dataclasses.dataclass(frozen=True)
 class Delete:
-    """Op: delete the existing ``key``."""
+    """Op: delete the existing ``key``. ``depth`` > 1: a leaf that ``KeyValue.leaves``
+    lists, as ``Create``'s (etcd drops the directory's marker when it empties)."""
 
     key: str
+    depth: int = 1
 
 
 Check = Version | Absent | Present
@@ -139,6 +141,21 @@ class KeyValue(abc.ABC):
             return stamp, self.get_many(keys)
         except BackendUnavailable as exc:
             raise OutcomeUnknown(str(exc)) from None
+
+    def commit_first(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
+                     keys: Sequence[Sequence[str]], session: Session | None = None,
+                     ) -> tuple[int, int, list[Entry | None]] | None:
+        """Apply the first of ``commits`` whose checks all hold, and no other, as
+        ``commit_and_get`` would with ``keys[i]`` for ``commits[i]``: ``(i, stamp,
+        entries)``, or None if a check of each failed. In as few round trips as the
+        backend allows (etcd: one transaction, the next commit nested in the previous
+        one's failure branch; ZooKeeper: one at a time, until one applies). Raises
+        ``OutcomeUnknown`` if a reply was lost: any one of them may have applied."""
+        for i, (checks, ops) in enumerate(commits):
+            applied = self.commit_and_get(checks, ops, keys[i], session)
+            if applied is not None:
+                return i, applied[0], applied[1]
+        return None
 
     def commit_each(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
                     session: Session | None = None) -> list[int | None]:

@@ -69,6 +69,8 @@ class Connection:
         self._backend = backend
         self.config = backend.config
         self.client: Any = None  # opened by open()
+        self._seen = 0  # the highest store revision a reply has shown (see read_recent)
+        self._seen_guard = threading.Lock()
         self.disown()
 
     def disown(self) -> None:
@@ -194,6 +196,23 @@ class Connection:
     def range(self, session: Session | None, request: etcdrpc.RangeRequest) -> Any:
         return self.call(session, self._unary, "kvstub", "Range", request)
 
+    def read_recent(self, request: etcdrpc.TxnRequest) -> Any:
+        """A transaction of ranges only, served by the connected server from what it has
+        applied (etcd's serializable read: no round to the leader), as ZooKeeper serves
+        every read: it may miss the last moments of other clients' writes, and is read
+        again linearizably if it is older than a revision a reply has shown this client
+        (a failover to a server that is behind): never older than what this client has
+        read or written."""
+        seen = self._seen
+        for op in request.success:
+            op.request_range.serializable = True
+        reply = self.txn(None, request)
+        if reply.header.revision >= seen:
+            return reply
+        for op in request.success:
+            op.request_range.serializable = False
+        return self.txn(None, request)
+
     def grant(self, ttl: int, timeout: float) -> Any:
         """A new lease of ``ttl`` seconds (etcd may grant a longer one)."""
         return self.call(None, self._unary, "leasestub", "LeaseGrant",
@@ -205,7 +224,13 @@ class Connection:
                   etcdrpc.LeaseRevokeRequest(ID=lease), timeout=timeout)
 
     def _unary(self, stub: str, method: str, request: Any) -> Any:
-        return compat.unary(self.client, stub, method, request, None)
+        reply = compat.unary(self.client, stub, method, request, None)
+        header = getattr(reply, "header", None)
+        revision = header.revision if header is not None else 0
+        if revision > self._seen:
+            with self._seen_guard:
+                self._seen = max(self._seen, revision)
+        return reply
 
     def watch_from_now(self, session: Session | None, key: bytes,
                        callback: Callable[[Any], None], range_end: bytes | None = None) -> int:

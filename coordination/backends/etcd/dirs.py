@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pyetcd import etcdrpc
 from pyetcd.utils import prefix_range_end
 
-from ..kv import Create, Op
+from ..kv import Create, Delete, Op
 
 #: Markers read per request while walking one directory level.
 _PAGE = 16
@@ -89,6 +89,35 @@ def marker_ops(ops: Sequence[Op]) -> list[etcdrpc.RequestOp]:
         ))
         for marker in _markers_of(ops)
     ]
+
+
+def unmark_ops(deletes: Sequence[Op], creates: Sequence[Op]) -> list[etcdrpc.RequestOp]:
+    """Request ops that drop the marker of each directory whose last leaves ``deletes``
+    delete (a directory where ``creates`` makes a leaf keeps it): a nested transaction
+    that checks no other leaf is there. etcd checks it against the keys as they were
+    before the transaction, hence a check of each gap between the deleted leaves. In a
+    flowing queue the claim that takes a bucket's last task drops its marker, so that
+    no listing has to prune it (a prune is a write, and all consumers try it at once)."""
+    kept = {_marker(*_split(op.key, op.depth)) for op in creates
+            if isinstance(op, Create) and op.depth > 1}
+    gone: dict[bytes, tuple[bytes, set[bytes]]] = {}
+    for op in deletes:
+        if isinstance(op, Delete) and op.depth > 1:
+            root, dirs = _split(op.key, op.depth)
+            marker = _marker(root, dirs)
+            if marker not in kept:
+                gone.setdefault(marker, (_leaf_prefix(root, dirs), set()))[1].add(op.key.encode())
+    requests = []
+    for marker, (prefix, keys) in gone.items():
+        bounds = [prefix, *sorted(keys | {key + b"\0" for key in keys}),
+                  prefix_range_end(prefix)]
+        requests.append(etcdrpc.RequestOp(request_txn=etcdrpc.TxnRequest(
+            compare=[etcdrpc.Compare(key=start, range_end=end, target=etcdrpc.Compare.CREATE,
+                                     result=etcdrpc.Compare.EQUAL, create_revision=0)
+                     for start, end in zip(bounds[::2], bounds[1::2]) if start < end],
+            success=[etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(
+                key=marker))])))
+    return requests
 
 
 class Directories:
@@ -151,17 +180,21 @@ class Directories:
         ``nexts``, in one round trip; walk on from there if they hold none either. In
         a flowing queue the next bucket is the head's sibling: one request, not a prune,
         a read of the siblings and one of each sibling's leaves."""
-        reads = [etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(
-            key=prefix, range_end=prefix_range_end(prefix), limit=limit, keys_only=True))
-            for prefix in (_leaf_prefix(root, [*head[:-1], name]) for name in nexts)]
-        if reads:
-            reply = self._txn(self._prune_request(root, head, depth, reads) if marked
-                              else etcdrpc.TxnRequest(success=reads))
+        ranges = [(prefix, prefix_range_end(prefix), limit)
+                  for prefix in (_leaf_prefix(root, [*head[:-1], name]) for name in nexts)]
+        if ranges and not marked:
+            for keys in self._read_ranges(ranges):
+                found += self._decode(keys)
+        elif ranges:
+            reads = [etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(
+                key=start, range_end=end, limit=limit, keys_only=True))
+                for start, end, limit in ranges]
+            reply = self._txn(self._prune_request(root, head, depth, reads))
             if reply is not None and reply.succeeded:
                 for response in reply.responses[-len(reads):]:
                     found += self._decode([kv.key for kv in response.response_range.kvs])
-                del found[limit:]
-            marked = marked and (reply is None or not reply.succeeded)
+            marked = reply is None or not reply.succeeded
+        del found[limit:]
         if not found:
             self._walk_on(root, head, depth, limit, found, pruned=not marked)
 

@@ -18,7 +18,7 @@ from ...errors import BackendUnavailable, CoordinationError, InvalidArgument
 from ...session import Session
 from ..kv import Absent, Check, Delete, Entry, KeyValue, Op, OutcomeUnknown, Present
 from .connection import RPC_TIMEOUT, Compacted, Connection
-from .dirs import Directories, marker_ops
+from .dirs import Directories, marker_ops, unmark_ops
 
 #: Reads at one revision retried after a compaction removed it, before giving up.
 _COMPACTED_RETRIES = 5
@@ -62,22 +62,48 @@ class EtcdKV(KeyValue):
 
     def commit_and_get(self, checks: Sequence[Check], ops: Sequence[Op], keys: Sequence[str],
                        session: Session | None = None) -> tuple[int, list[Entry | None]] | None:
-        reads = [etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=key.encode()))
-                 for key in keys]
-        reply = self._write(session, _txn(checks, ops, session, reads))
+        reply = self._write(session, _txn(checks, ops, session, _reads(keys)))
         if not reply.succeeded:
             return None
         responses = reply.responses[len(ops):len(ops) + len(keys)]
         return reply.header.revision, [_entry(key, response.response_range.kvs)
                                        for key, response in zip(keys, responses)]
 
+    def commit_first(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
+                     keys: Sequence[Sequence[str]], session: Session | None = None,
+                     ) -> tuple[int, int, list[Entry | None]] | None:
+        # Built from the last: each commit's transaction runs the next one if its checks
+        # fail. etcd checks every nested transaction against the keys as they were
+        # before the outer one, so exactly one applies, the first whose checks hold.
+        nested: etcdrpc.TxnRequest | None = None
+        for (checks, ops), read in reversed(list(zip(commits, keys))):
+            request = _txn(checks, ops, session, _reads(read))
+            if nested is not None:
+                request.failure.append(etcdrpc.RequestOp(request_txn=nested))
+            nested = request
+        if nested is None:
+            return None
+        reply = self._write(session, nested)
+        revision = reply.header.revision
+        for i, (_checks, ops) in enumerate(commits):
+            if reply.succeeded:
+                responses = reply.responses[len(ops):len(ops) + len(keys[i])]
+                return i, revision, [_entry(key, response.response_range.kvs)
+                                     for key, response in zip(keys[i], responses)]
+            if not reply.responses:
+                return None
+            reply = reply.responses[0].response_txn
+        return None
+
     def commit_each(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
                     session: Session | None = None) -> list[int | None]:
         # etcd checks a nested transaction against what the outer one leaves of its
         # 128 operations: one outer op per commit, the directory markers after them.
-        nested = [etcdrpc.RequestOp(request_txn=_txn(checks, ops, session, markers=False))
+        every = [op for _checks, ops in commits for op in ops]
+        nested = [etcdrpc.RequestOp(request_txn=_txn(checks, ops, session, markers=False,
+                                                     creates=every))
                   for checks, ops in commits]
-        markers = marker_ops([op for _checks, ops in commits for op in ops])
+        markers = marker_ops(every)
         reply = self._write(session, etcdrpc.TxnRequest(success=nested + markers))
         revision = reply.header.revision
         return [revision if response.response_txn.succeeded else None
@@ -116,12 +142,13 @@ class EtcdKV(KeyValue):
         return [key.decode() for key in self._range_keys(prefix, prefix_range_end(prefix), limit)]
 
     def _range_keys(self, start: bytes, end: bytes, limit: int) -> list[bytes]:
-        reply = self._conn.range(None, etcdrpc.RangeRequest(
-            key=start, range_end=end, limit=limit, keys_only=True))
-        return [kv.key for kv in reply.kvs]
+        return self._read_ranges([(start, end, limit)])[0]
 
     def _read_ranges(self, ranges: Sequence[tuple[bytes, bytes, int]]) -> list[list[bytes]]:
-        reply = self._conn.txn(None, etcdrpc.TxnRequest(success=[
+        """The keys of each range, read as ZooKeeper reads (``Connection.read_recent``):
+        a listing may miss the last moments of other clients' writes, as on ZooKeeper;
+        whatever is done with what it lists is checked by a commit."""
+        reply = self._conn.read_recent(etcdrpc.TxnRequest(success=[
             etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(
                 key=start, range_end=end, limit=limit, keys_only=True))
             for start, end, limit in ranges]))
@@ -171,12 +198,21 @@ class EtcdKV(KeyValue):
 
 
 def _txn(checks: Sequence[Check], ops: Sequence[Op], session: Session | None,
-         reads: Sequence[etcdrpc.RequestOp] = (), markers: bool = True) -> etcdrpc.TxnRequest:
+         reads: Sequence[etcdrpc.RequestOp] = (), markers: bool = True,
+         creates: Sequence[Op] | None = None) -> etcdrpc.TxnRequest:
     """The transaction applying ``ops`` if every check holds, then ``reads``, then (with
-    ``markers``) the directory markers of the leaves it creates (see ``dirs.py``)."""
+    ``markers``) the directory markers of the leaves it creates, then the drops of the
+    markers of the directories it empties (keeping those where ``creates``, default
+    ``ops``, makes a leaf; see ``dirs.py``)."""
     return etcdrpc.TxnRequest(compare=[_compare(check) for check in checks],
                               success=[_request(op, session) for op in ops] + list(reads)
-                              + (marker_ops(ops) if markers else []))
+                              + (marker_ops(ops) if markers else [])
+                              + unmark_ops(ops, ops if creates is None else creates))
+
+
+def _reads(keys: Sequence[str]) -> list[etcdrpc.RequestOp]:
+    return [etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=key.encode()))
+            for key in keys]
 
 
 def _entry(key: str, kvs: Sequence[Any]) -> Entry | None:

@@ -75,7 +75,7 @@ class _Claiming:
 
     def ops(self, session: Session) -> list[Op]:
         return [
-            Delete(self.ready_key),
+            Delete(self.ready_key, depth=READY_DEPTH),
             Create(self.keys.in_flight(self.task_id), b""),
             Create(self.keys.claim(self.task_id), claim_value(session, self.nonce, self.until),
                    ephemeral=True),
@@ -124,12 +124,10 @@ class Claimer:
             random.shuffle(candidates)  # lately lost races for the head: any will do
         else:  # the head first, then the others in random order
             candidates[1:] = random.sample(candidates[1:], len(candidates) - 1)
-        for ready_key in candidates[:_TRIES]:
-            task = self._claim(ready_key, time_limit)
-            if task is not None:
-                return task
+        task = self._claim(candidates[:_TRIES], time_limit)
+        if self._local.raced:
             self._contended_until = time.monotonic() + _CONTENDED_FOR
-        return None
+        return task
 
     def raced(self) -> bool:
         """Whether this thread's last ``next``/``next_many`` lost a claim to another
@@ -225,22 +223,28 @@ class Claimer:
     def _record_of(self, ready_key: str) -> str:
         return self._keys.record(layout.leaf(ready_key)[1])
 
-    def _claim(self, ready_key: str, time_limit: float | None) -> Task | None:
-        """Claim the task listed at ``ready_key``; None if another consumer has it."""
-        claiming = _Claiming(ready_key, self._keys, limit_end(time_limit))
-        record_key = self._record_of(ready_key)
+    def _claim(self, ready_keys: list[str], time_limit: float | None) -> Task | None:
+        """Claim the first task listed at ``ready_keys`` that no other consumer has (in
+        one round trip where the backend allows); None if others have them all."""
+        until = limit_end(time_limit)
+        claimings = [_Claiming(ready_key, self._keys, until) for ready_key in ready_keys]
         session = self._backend.session()
         try:
             # A ready key with no record (left over) is never claimed.
-            claimed = self._kv.commit_and_get(
-                claiming.checks() + [Present(record_key)], claiming.ops(session),
-                [record_key, self._keys.claim(claiming.task_id)], session)
+            claimed = self._kv.commit_first(
+                [(claiming.checks() + [Present(self._record_of(claiming.ready_key))],
+                  claiming.ops(session)) for claiming in claimings],
+                [[self._record_of(claiming.ready_key), self._keys.claim(claiming.task_id)]
+                 for claiming in claimings], session)
         except OutcomeUnknown:
-            return self._claimed_by_us(claiming, session)
+            return next(filter(None, (self._claimed_by_us(claiming, session)
+                                      for claiming in claimings)), None)
         if claimed is None:
             self._local.raced = True
-            return None  # a check failed: another consumer (maybe another thread) won
-        _stamp, (record, held) = claimed
+            return None  # a check of each failed: other consumers (maybe threads) won
+        index, _stamp, (record, held) = claimed
+        self._local.raced = index > 0
+        claiming = claimings[index]
         if held is None:
             return None  # lost already (ZooKeeper, read after): the reaper puts it back
         if record is None:  # removed under our claim by another client: let the task go
