@@ -177,7 +177,9 @@ class KeyValue(abc.ABC):
         """Up to ``limit`` first keys ``depth`` levels below ``root``, in key order: at
         least one if any exists (fewer than ``limit`` may be returned where more exist:
         those of the first bucket). Leaves deeper than 1 must be created with that
-        ``depth`` (see ``Create``)."""
+        ``depth`` (see ``Create``). Read from the connected server's copy, as ZooKeeper
+        serves reads: it may miss the last moments of other clients' commits, never what
+        this client has read or committed; check whatever you do with what it lists."""
 
     @abc.abstractmethod
     def counts(self, roots: Sequence[tuple[str, int]]) -> list[int]:
