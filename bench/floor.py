@@ -47,7 +47,7 @@ def _task_loop(coord: coordination.Coordinator, name: str, batch: int
                      f"{root}/r/100/{now // 10**11:010d}/{now // 10**8:013d}/{now:020d}.{task_id}",
                      f"{root}/x/{now // 10**9:011d}/{now:020d}.{task_id}")
                     for task_id, now in tasks]
-            put = kv.commit([Absent(record) for record, *_ in keys],
+            kv.commit([Absent(record) for record, *_ in keys],
                       [op for (task_id, now), (record, _c, _f, ready, _x) in zip(tasks, keys)
                        for op in (Create(record, _RECORD % (task_id.encode(), now)),
                                   Create(ready, task_id.encode(), depth=4))])
@@ -63,10 +63,14 @@ def _task_loop(coord: coordination.Coordinator, name: str, batch: int
                 assert read is not None and held is not None
                 versions = [(read.version, held.version)]
             else:
-                stamps = kv.commit_each(claims, session)
-                assert put is not None and None not in stamps
-                versions = [(kv.written_version(put, None), kv.written_version(stamp or 0, None))
-                            for stamp in stamps]
+                applied = kv.commit_each(claims, [[record, claim] for record, claim, *_ in keys],
+                                         session)
+                versions = []
+                for outcome in applied:
+                    assert outcome is not None
+                    read, held = outcome[1]
+                    assert read is not None and held is not None
+                    versions.append((read.version, held.version))
             kv.commit([check for (record, claim, *_), (record_version, claim_version)
                        in zip(keys, versions)
                        for check in (Version(record, record_version), Version(claim, claim_version))],

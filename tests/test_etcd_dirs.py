@@ -130,7 +130,7 @@ def test_when_the_head_bucket_empties_the_listing_walks_on_from_its_siblings(
                                     f"{root}.dirs/3/100/a/002"]
     # Another client whose head was the same bucket finds it pruned: it reads on, once.
     other = connect().driver.kv
-    other._dirs._heads[root] = ["100", "a", "001"]
+    other._dirs._heads[root] = (["100", "a", "001"], [])
     reads = _count_reads(other._dirs, monkeypatch)
     assert other.leaves(root, 4, 8) == [second] and len(reads) == 2
     # Its next siblings hold nothing either: walk on from there.
@@ -171,8 +171,8 @@ def test_the_commit_that_takes_a_buckets_last_leaf_drops_its_marker(etcd) -> Non
     assert _markers(etcd, root) == [f"{root}.dirs/1/100", f"{root}.dirs/2/100/a"]
     assert kv.leaves(root, 4, 8) == []
     kv.commit([], [Create(a, depth=4), Create(b, depth=4)])  # the bucket again
-    kv.commit_each([([], [Delete(a, depth=4)]), ([], [Create(c, depth=4)])])
-    kv.commit_each([([], [Delete(b, depth=4)]), ([], [Delete(c, depth=4)])])
+    kv.commit_each([([], [Delete(a, depth=4)]), ([], [Create(c, depth=4)])], [[], []])
+    kv.commit_each([([], [Delete(b, depth=4)]), ([], [Delete(c, depth=4)])], [[], []])
     assert f"{root}.dirs/3/100/a/001" in _markers(etcd, root)  # each kept the other
     assert kv.leaves(root, 4, 8) == []
 

@@ -243,9 +243,9 @@ def test_a_batch_claim_keeps_what_it_won_when_another_consumer_took_some(
     real = kv.commit_each
     taken: list[Any] = []
 
-    def another_consumer_first(commits: Any, session: Any = None) -> Any:
-        taken.append(other.get(timeout=0))  # between our read and our commit
-        return real(commits, session)
+    def another_consumer_first(commits: Any, keys: Any, session: Any = None) -> Any:
+        taken.append(other.get(timeout=0))  # between our listing and our commit
+        return real(commits, keys, session)
 
     monkeypatch.setattr(kv, "commit_each", another_consumer_first)
     won = queue.get_many(5, timeout=5)
@@ -261,14 +261,28 @@ def test_commit_each_applies_each_commit_on_its_own(coord: coordination.Coordina
     kv = coord.driver.kv
     root = kv.root("queues", "each")
     assert kv.commit([], [Create(f"{root}/taken", b"x")]) is not None
-    stamps = kv.commit_each([
+    applied = kv.commit_each([
         ([Absent(f"{root}/a")], [Create(f"{root}/a", b"1")]),
         ([Absent(f"{root}/taken")], [Create(f"{root}/b", b"2")]),  # its check fails
         ([], [Create(f"{root}/r/100/1", b"3", depth=2)]),  # a leaf (etcd: with markers)
-    ])
-    assert stamps[0] is not None and stamps[1] is None and stamps[2] is not None
+    ], [[f"{root}/a", f"{root}/taken"], [f"{root}/b"], []])
+    assert applied[0] is not None and applied[1] is None and applied[2] is not None
+    _stamp, (made, taken) = applied[0]  # each reads its keys as its commit left them
+    assert (made.value, taken.value) == (b"1", b"x")
     assert kv.get(f"{root}/a").value == b"1" and kv.get(f"{root}/b") is None
     assert kv.leaves(f"{root}/r", 2, 5) == [f"{root}/r/100/1"]
+
+
+def test_a_batch_claim_of_large_tasks_comes_back_whole(queues: Any) -> None:
+    """A batch claim reads each task's record as it applies: 8 tasks of 800 KiB are one
+    answer of 6.4 MB on etcd, above gRPC's default limit of 4 MiB."""
+    queue = queues("orders")
+    payloads = [bytes([i]) * 800 * 1024 for i in range(8)]
+    for payload in payloads:
+        queue.put(payload)
+    tasks = queue.get_many(8, timeout=5)
+    assert sorted(task.data for task in tasks) == payloads
+    assert queue.ack_many(tasks) == [] and len(queue) == 0
 
 
 @pytest.mark.integration
@@ -354,7 +368,7 @@ def test_a_bucket_removed_under_a_writer_is_made_again(
     assert kv.commit([], [Create(f"{root}/r/100/1", b"1", depth=2),
                           Create(last, b"", depth=2)]) is not None
     for n, write in ((2, lambda key: kv.commit([], [Create(key, b"x", depth=2)])),
-                     (3, lambda key: kv.commit_each([([], [Create(key, b"x", depth=2)])])[0])):
+                     (3, lambda key: kv.commit_each([([], [Create(key, b"x", depth=2)])], [[]])[0])):
         assert other.leaves(f"{root}/r", 2, 10)[0] == f"{root}/r/100/{n - 1}"
         assert other.commit([], [Delete(f"{root}/r/100/{n - 1}")]) is not None
         assert other.leaves(f"{root}/r", 2, 10) == [last]  # and the empty bucket pruned
@@ -370,9 +384,9 @@ def test_a_batch_claim_whose_reply_was_lost_keeps_the_claims_that_applied(
     real = kv.commit_each
     taken: list[Any] = []
 
-    def applied_but_reply_lost(commits: Any, session: Any = None) -> Any:
+    def applied_but_reply_lost(commits: Any, keys: Any, session: Any = None) -> Any:
         taken.append(other.get(timeout=0))  # one of them goes to another consumer
-        real(commits, session)
+        real(commits, keys, session)
         raise OutcomeUnknown("reply lost (injected)")
 
     monkeypatch.setattr(kv, "commit_each", applied_but_reply_lost)

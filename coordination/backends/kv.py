@@ -134,13 +134,7 @@ class KeyValue(abc.ABC):
         keys that the commit's checks keep others from writing). None if a check failed.
         Raises ``OutcomeUnknown`` if the reply was lost, or the commit applied and the
         read failed: either way, the caller reads back what it needs."""
-        stamp = self.commit(checks, ops, session)
-        if stamp is None:
-            return None
-        try:
-            return stamp, self.get_many(keys)
-        except BackendUnavailable as exc:
-            raise OutcomeUnknown(str(exc)) from None
+        return self._read_after([self.commit(checks, ops, session)], [keys])[0]
 
     def commit_first(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
                      keys: Sequence[Sequence[str]], session: Session | None = None,
@@ -158,13 +152,29 @@ class KeyValue(abc.ABC):
         return None
 
     def commit_each(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
-                    session: Session | None = None) -> list[int | None]:
-        """Apply each ``(checks, ops)`` on its own, as ``commit`` would one after the
-        other, in as few round trips as the backend allows (etcd: one transaction of
-        nested transactions; ZooKeeper: pipelined ``multi``s): for each, its stamp or
-        None if one of its checks failed. The commits must not touch the same keys.
-        Raises ``OutcomeUnknown`` if a reply was lost (any of them may have applied)."""
-        return [self.commit(checks, ops, session) for checks, ops in commits]
+                    keys: Sequence[Sequence[str]], session: Session | None = None,
+                    ) -> list[tuple[int, list[Entry | None]] | None]:
+        """Apply each ``(checks, ops)`` on its own, as ``commit_and_get`` would one after
+        the other with ``keys[i]`` for ``commits[i]``, in as few round trips as the
+        backend allows (etcd: one transaction of nested transactions, each reading its
+        keys; ZooKeeper: pipelined ``multi``s, then one pipelined read): for each,
+        ``(stamp, entries)`` or None if one of its checks failed. The commits must not
+        touch the same keys. Raises ``OutcomeUnknown`` if a reply was lost (any of them
+        may have applied), or they applied and the read failed."""
+        return [self.commit_and_get(checks, ops, keys[i], session)
+                for i, (checks, ops) in enumerate(commits)]
+
+    def _read_after(self, stamps: Sequence[int | None], keys: Sequence[Sequence[str]]
+                    ) -> list[tuple[int, list[Entry | None]] | None]:
+        """For commits applied with ``stamps`` (None: not applied), their ``keys`` read
+        now, in one call (for backends that cannot read inside a commit)."""
+        wanted = [key for stamp, read in zip(stamps, keys) if stamp is not None for key in read]
+        try:
+            entries = iter(self.get_many(wanted))
+        except BackendUnavailable as exc:
+            raise OutcomeUnknown(str(exc)) from None
+        return [None if stamp is None else (stamp, [next(entries) for _key in read])
+                for stamp, read in zip(stamps, keys)]
 
     @abc.abstractmethod
     def written_version(self, stamp: int, before: Entry | None) -> int:

@@ -33,7 +33,9 @@ def endpoints(config: Config) -> list[pyetcd.Endpoint]:
     """One pyetcd endpoint per server: TLS channels when ``config.tls``, checking the
     server's name (or ``server_name``) against its certificate."""
     creds = None
-    options: list[tuple[str, Any]] | None = None
+    # As etcd's own client: a transaction reading many records (a batch claim reads
+    # each task's) answers far more than gRPC's default of 4 MiB.
+    options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", 2**31 - 1)]
     if config.tls:
         root = None
         if config.ca is not None:
@@ -47,7 +49,7 @@ def endpoints(config: Config) -> list[pyetcd.Endpoint]:
                                              private_key=tls.private_key_pem(config),
                                              certificate_chain=chain)
         if config.server_name is not None:
-            options = [("grpc.ssl_target_name_override", config.server_name)]
+            options.append(("grpc.ssl_target_name_override", config.server_name))
     result = []
     for endpoint in config.endpoints:
         host, port = endpoint.rsplit(":", 1)

@@ -41,8 +41,9 @@ _UNMARKED_EVERY = 5.0
 RangeKeys = Callable[[bytes, bytes, int], list[bytes]]
 #: Reads several ``(start, end, limit)`` ranges, keys only, in one round trip.
 ReadRanges = Callable[[Sequence[tuple[bytes, bytes, int]]], list[list[bytes]]]
-#: Next sibling directories read with the head, for when the head is found empty.
-_NEXT = 2
+#: Next sibling directories read with the head (their names), and of those, the ones
+#: whose leaves the next listing reads with the head's.
+_NEXT, _AHEAD = 3, 2
 #: Runs a transaction, once; its reply, or None if it could not be run.
 Txn = Callable[[etcdrpc.TxnRequest], "etcdrpc.TxnResponse | None"]
 
@@ -127,36 +128,51 @@ class Directories:
         self._range_keys = range_keys
         self._read_ranges = read_ranges
         self._txn = txn
-        self._heads: dict[str, list[str]] = {}
+        # root -> its head directory as last listed, and the next marked directories
+        # beside it (their leaves are read with the head's)
+        self._heads: dict[str, tuple[list[str], list[str]]] = {}
         self._unmarked_checked: dict[str, float] = {}  # root -> when last read whole
 
     def leaves(self, root: str, depth: int, limit: int) -> list[str]:
-        """Up to ``limit`` first leaves in key order (fewer only if the head bucket
-        holds fewer: the next listing goes on from there)."""
-        head = self._heads.get(root)
+        """Up to ``limit`` first leaves in key order (fewer only if the head bucket and
+        the next ones read with it hold fewer: the next listing goes on from there)."""
+        remembered = self._heads.get(root)
         start = _leaf_prefix(root, [])
         found: list[str] = []
-        if head is None:
+        nexts: list[str] = []
+        if remembered is None:
             self._walk(root, [], depth, limit, found)
         else:
             # Never a read from the index's start: etcd would visit every key deleted
             # there since the last compaction. Whether a directory before the head's got
             # a leaf (a higher priority, a task put back) says a marker.
+            head, ahead = remembered
             head_leaves, head_marker = _leaf_prefix(root, head), _marker(root, head)
             siblings = _markers_under(root, head[:-1], len(head))
-            earlier, in_head, marked, following = self._read_ranges([
+            earlier, in_head, marked, following, *later = self._read_ranges([
                 (_markers_under(root, [], depth - 1), head_marker, 1),
                 (head_leaves, prefix_range_end(head_leaves), limit),
                 (head_marker, head_marker + b"\0", 1),
-                (head_marker + b"\0", prefix_range_end(siblings), _NEXT)])
+                (head_marker + b"\0", prefix_range_end(siblings), _NEXT),
+                *((prefix, prefix_range_end(prefix), limit)
+                  for prefix in (_leaf_prefix(root, [*head[:-1], name]) for name in ahead))])
+            nexts = [marker[len(siblings):].decode() for marker in following]
             if earlier:
                 self._walk(root, [], depth, limit, found)
             else:
                 found = self._decode(in_head)
-                if not found:
+                # The next directories' leaves, read with the head's: in key order after
+                # them as long as those directories are still the head's next ones.
+                for name, next_name, leaves in zip(ahead, nexts, later):
+                    if len(found) >= limit or name != next_name:
+                        break
+                    found += self._decode(leaves)
+                del found[limit:]
+                if not in_head and found and marked:
+                    self._prune(root, head, depth)
+                elif not found:
                     # A head whose marker is gone was pruned by another client already:
                     # its consumers all find it empty at once, one prune will do.
-                    nexts = [marker[len(siblings):].decode() for marker in following]
                     self._step_on(root, head, nexts, depth, limit, found, bool(marked))
         if not found and time.monotonic() >= self._unmarked_checked.get(root, 0.0) + _UNMARKED_EVERY:
             # Leaves written without markers (by a version before these directories)
@@ -168,7 +184,10 @@ class Directories:
                 self._txn(etcdrpc.TxnRequest(success=marker_ops(
                     [Create(key, depth=depth) for key in found])))
         if found:
-            self._heads[root] = _split(found[0], depth)[1]
+            dirs = _split(found[0], depth)[1]
+            if remembered is None or dirs[:-1] != remembered[0][:-1]:
+                nexts = []  # the next listing reads them
+            self._heads[root] = (dirs, [name for name in nexts if name > dirs[-1]][:_AHEAD])
         else:
             self._heads.pop(root, None)
         return found

@@ -63,11 +63,7 @@ class EtcdKV(KeyValue):
     def commit_and_get(self, checks: Sequence[Check], ops: Sequence[Op], keys: Sequence[str],
                        session: Session | None = None) -> tuple[int, list[Entry | None]] | None:
         reply = self._write(session, _txn(checks, ops, session, _reads(keys)))
-        if not reply.succeeded:
-            return None
-        responses = reply.responses[len(ops):len(ops) + len(keys)]
-        return reply.header.revision, [_entry(key, response.response_range.kvs)
-                                       for key, response in zip(keys, responses)]
+        return _read_in(reply, len(ops), keys, reply.header.revision)
 
     def commit_first(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
                      keys: Sequence[Sequence[str]], session: Session | None = None,
@@ -86,28 +82,27 @@ class EtcdKV(KeyValue):
         reply = self._write(session, nested)
         revision = reply.header.revision
         for i, (_checks, ops) in enumerate(commits):
-            if reply.succeeded:
-                responses = reply.responses[len(ops):len(ops) + len(keys[i])]
-                return i, revision, [_entry(key, response.response_range.kvs)
-                                     for key, response in zip(keys[i], responses)]
+            applied = _read_in(reply, len(ops), keys[i], revision)
+            if applied is not None:
+                return i, applied[0], applied[1]
             if not reply.responses:
                 return None
             reply = reply.responses[0].response_txn
         return None
 
     def commit_each(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
-                    session: Session | None = None) -> list[int | None]:
+                    keys: Sequence[Sequence[str]], session: Session | None = None,
+                    ) -> list[tuple[int, list[Entry | None]] | None]:
         # etcd checks a nested transaction against what the outer one leaves of its
         # 128 operations: one outer op per commit, the directory markers after them.
         every = [op for _checks, ops in commits for op in ops]
-        nested = [etcdrpc.RequestOp(request_txn=_txn(checks, ops, session, markers=False,
-                                                     creates=every))
-                  for checks, ops in commits]
-        markers = marker_ops(every)
-        reply = self._write(session, etcdrpc.TxnRequest(success=nested + markers))
+        nested = [etcdrpc.RequestOp(request_txn=_txn(checks, ops, session, _reads(keys[i]),
+                                                     markers=False, creates=every))
+                  for i, (checks, ops) in enumerate(commits)]
+        reply = self._write(session, etcdrpc.TxnRequest(success=nested + marker_ops(every)))
         revision = reply.header.revision
-        return [revision if response.response_txn.succeeded else None
-                for response in reply.responses[:len(commits)]]
+        return [_read_in(response.response_txn, len(ops), keys[i], revision)
+                for i, ((_checks, ops), response) in enumerate(zip(commits, reply.responses))]
 
     def _write(self, session: Session | None, request: etcdrpc.TxnRequest) -> Any:
         """Send a writing transaction, once: sent again, it could apply twice.
@@ -213,6 +208,17 @@ def _txn(checks: Sequence[Check], ops: Sequence[Op], session: Session | None,
 def _reads(keys: Sequence[str]) -> list[etcdrpc.RequestOp]:
     return [etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=key.encode()))
             for key in keys]
+
+
+def _read_in(reply: Any, ops: int, keys: Sequence[str], revision: int
+             ) -> tuple[int, list[Entry | None]] | None:
+    """What a transaction built by ``_txn`` with ``ops`` ops and ``_reads(keys)`` read,
+    with the stamp ``revision``; None if its checks failed."""
+    if not reply.succeeded:
+        return None
+    responses = reply.responses[ops:ops + len(keys)]
+    return revision, [_entry(key, response.response_range.kvs)
+                      for key, response in zip(keys, responses)]
 
 
 def _entry(key: str, kvs: Sequence[Any]) -> Entry | None:

@@ -93,8 +93,9 @@ class ZooKeeperKV(KeyValue):
         return self._commit_all([(checks, ops)], session)[0]
 
     def commit_each(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
-                    session: Session | None = None) -> list[int | None]:
-        return self._commit_all(commits, session)
+                    keys: Sequence[Sequence[str]], session: Session | None = None,
+                    ) -> list[tuple[int, list[Entry | None]] | None]:
+        return self._read_after(self._commit_all(commits, session), keys)
 
     def _commit_all(self, commits: Sequence[tuple[Sequence[Check], Sequence[Op]]],
                     session: Session | None) -> list[int | None]:

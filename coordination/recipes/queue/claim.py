@@ -136,12 +136,12 @@ class Claimer:
         return bool(getattr(self._local, "raced", False))
 
     def next_many(self, n: int, time_limit: float | None) -> list[Task]:
-        """Claim up to ``n`` ready tasks, ``limits.BATCH`` a commit; [] if there are
-        none. Uncontended, the first ``n`` in delivery order; after lost races, ``n`` of
-        the first ``_WINDOW * n`` (see ``_pick``), so that batch claimers do not all race
-        for the same head. Each task's claim applies on its own, ``limits.BATCH`` claims a
-        round trip: those that another consumer took meanwhile are left out, so fewer
-        than ``n`` may come back while more are ready."""
+        """Claim up to ``n`` ready tasks, ``limits.BATCH`` a commit, each reading its
+        record as it applies; [] if there are none. Uncontended, the first ``n`` in
+        delivery order; after lost races, ``n`` of the first ``_WINDOW * n`` (see
+        ``_pick``), so that batch claimers do not all race for the same head. Each
+        task's claim applies on its own: those that another consumer took meanwhile are
+        left out, so fewer than ``n`` may come back while more are ready."""
         self._local.raced = False
         contended = time.monotonic() < self._contended_until
         ready = self._kv.leaves(self._keys.ready_root, READY_DEPTH, n * _WINDOW if contended else n)
@@ -149,20 +149,9 @@ class Claimer:
             return []
         if len(ready) > n:
             ready = self._pick(ready, n)
-        entries = self._kv.get_many([self._record_of(key) for key in ready])
         tasks: list[Task] = []
-        batch: list[tuple[str, Entry]] = []
-        size = 0
-        for ready_key, entry in zip(ready, entries):
-            if entry is None:
-                continue
-            if batch and (len(batch) == limits.BATCH or size + len(entry.value) > limits.BATCH_BYTES):
-                tasks += self._claim_batch(batch, time_limit)
-                batch, size = [], 0
-            batch.append((ready_key, entry))
-            size += len(entry.value)
-        if batch:
-            tasks += self._claim_batch(batch, time_limit)
+        for start in range(0, len(ready), limits.BATCH):
+            tasks += self._claim_batch(ready[start:start + limits.BATCH], time_limit)
         return tasks
 
     def _pick(self, ready: list[str], n: int) -> list[str]:
@@ -188,35 +177,29 @@ class Claimer:
             place = self._local.place = random.random()
         return place
 
-    def _claim_batch(self, batch: list[tuple[str, Entry]], time_limit: float | None) -> list[Task]:
-        """Claim each task of ``batch`` on its own terms, all in one round trip: the
-        ones another consumer took meanwhile are left out, the others are ours."""
+    def _claim_batch(self, ready_keys: list[str], time_limit: float | None) -> list[Task]:
+        """Claim each task listed at ``ready_keys`` on its own terms, all in one round
+        trip: the ones another consumer took meanwhile are left out, the others are
+        ours."""
         session = self._backend.session()
         until = limit_end(time_limit)
-        claims = [(_Claiming(ready_key, self._keys, until), entry) for ready_key, entry in batch
-                  if decode(entry.value)[0].state not in ("done", "dead")]  # a stale listing
-        if not claims:
-            return []
+        claims = [_Claiming(ready_key, self._keys, until) for ready_key in ready_keys]
         try:
-            stamps = self._kv.commit_each(
-                [(claim.checks(entry), claim.ops(session)) for claim, entry in claims], session)
+            applied = self._kv.commit_each(
+                [(claim.checks() + [Present(self._record_of(claim.ready_key))], claim.ops(session))
+                 for claim in claims],
+                [[self._record_of(claim.ready_key), self._keys.claim(claim.task_id)]
+                 for claim in claims], session)
         except OutcomeUnknown:
-            return [task for claim, _entry in claims if (task := self._claimed_by_us(claim, session))]
-        applied = [(claim, entry, stamp) for (claim, entry), stamp in zip(claims, stamps)
-                   if stamp is not None]
-        if any(stamp == 0 for _claim, _entry, stamp in applied):  # ZooKeeper: read it
-            held = self._kv.get_many([claim.keys.claim(claim.task_id) for claim, _e, _s in applied])
-            tasks = [claim.task(self._settler, session, entry, key)
-                     for (claim, entry, _stamp), key in zip(applied, held) if key is not None]
-        else:
-            tasks = [claim.task(self._settler, session, entry, claim.held(session, stamp, self._kv))
-                     for claim, entry, stamp in applied]
-        if None in stamps:
+            return [task for claim in claims if (task := self._claimed_by_us(claim, session))]
+        tasks = [task for claim, outcome in zip(claims, applied)
+                 if outcome is not None and (task := self._taken(claim, session, *outcome[1]))]
+        if None in applied:
             self._local.raced = True
             self._contended_until = time.monotonic() + _CONTENDED_FOR
             lane, lanes = getattr(self._local, "lane", (None, 1))
-            if any(stamp is None and _lane_of(claim.ready_key, lanes) == lane
-                   for (claim, _entry), stamp in zip(claims, stamps)):
+            if any(outcome is None and _lane_of(claim.ready_key, lanes) == lane
+                   for claim, outcome in zip(claims, applied)):
                 self._local.place = random.random()  # another consumer works this lane
         return tasks
 
@@ -244,7 +227,11 @@ class Claimer:
             return None  # a check of each failed: other consumers (maybe threads) won
         index, _stamp, (record, held) = claimed
         self._local.raced = index > 0
-        claiming = claimings[index]
+        return self._taken(claimings[index], session, record, held)
+
+    def _taken(self, claiming: _Claiming, session: Session, record: Entry | None,
+               held: Entry | None) -> Task | None:
+        """The task of an applied claim, from its record and claim key as read with it."""
         if held is None:
             return None  # lost already (ZooKeeper, read after): the reaper puts it back
         if record is None:  # removed under our claim by another client: let the task go

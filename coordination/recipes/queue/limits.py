@@ -16,8 +16,8 @@ DEDUPE_WINDOW = 300.0
 #: most this often (seconds); an idle consumer does it before every wait.
 MAINTAIN_EVERY = 0.1
 #: Tasks claimed or acked in one commit (4 operations each: etcd allows 128 a
-#: transaction), and the payload bytes of one batch claim (ZooKeeper's packet is 1 MiB).
-BATCH, BATCH_BYTES = 30, 512 * 1024
+#: transaction).
+BATCH = 30
 #: Ready and delayed keys sit in two levels of time buckets (100 s, then 0.1 s), so no
 #: ZooKeeper listing nears its 1 MB packet limit, even with a million waiting tasks.
 OUTER_NS, INNER_NS = 10**11, 10**8
