@@ -42,10 +42,14 @@ class _Clock:
     def _new_guard(self) -> None:
         self._guard = threading.Lock()
 
-    def next(self) -> int:
+    def next(self, count: int = 1) -> int:
+        """The first of ``count`` consecutive values, all after any given before: the
+        tasks of one ``put_many`` get consecutive nanoseconds, so that they land in one
+        time bucket of the ready index (a listing may stop at a bucket's end)."""
         with self._guard:
-            self._last = max(time.time_ns(), self._last + 1)
-            return self._last
+            first = max(time.time_ns(), self._last + 1)
+            self._last = first + count - 1
+            return first
 
 
 _clock = _Clock()
@@ -64,7 +68,7 @@ def due_after(delay: float) -> int:
 
 
 def new_record(priority: int, delay: float, key: str | None, id: str | None,
-               headers: Mapping[str, str] | None = None) -> TaskRecord:
+               headers: Mapping[str, str] | None = None, seq: int | None = None) -> TaskRecord:
     """The record of a task about to be put; ``InvalidArgument`` for bad arguments."""
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise InvalidArgument(f"priority must be an int, got {priority!r}")
@@ -79,7 +83,8 @@ def new_record(priority: int, delay: float, key: str | None, id: str | None,
         c.isalnum() or c in "-_.:@" for c in id
     ):
         raise InvalidArgument("id must be 1-128 characters of letters, digits, -_.:@")
-    return TaskRecord(id=id, priority=priority, key=key, attempts=0, seq=_clock.next(),
+    return TaskRecord(id=id, priority=priority, key=key, attempts=0,
+                      seq=_clock.next() if seq is None else seq,
                       due=due_after(delay), extra={"h": dict(headers)} if headers else {})
 
 
@@ -110,8 +115,9 @@ class Producer:
                  key: str | None, headers: Mapping[str, str]) -> list[str]:
         """See ``Queue.put_many``."""
         payloads = [self._payload(item) for item in items]
-        tasks = [(new_record(priority, delay, key, None, headers), payload)
-                 for payload in payloads]
+        first = _clock.next(len(payloads))
+        tasks = [(new_record(priority, delay, key, None, headers, first + i), payload)
+                 for i, payload in enumerate(payloads)]
         if key is not None:
             for record, payload in tasks:
                 self._put_keyed(record, key, payload)
