@@ -2,10 +2,10 @@
 
 The commit deletes the ready key, creates the in-flight key ``f/ID`` and the claim key
 ``c/ID`` tied to our session, whose value carries a fresh nonce; it checks that the ready
-key is still there and that no claim key exists. The record ``t/ID`` is not rewritten: a
-single claim reads it in the same commit (etcd; ZooKeeper reads it right after, while the
-claim keeps it still), a batch claim reads the records first and checks their versions.
-The commit's stamp is the task's fencing token. Of concurrent claimers exactly one commit
+key and the record are still there and that no claim key exists. The record ``t/ID`` is
+not rewritten: each claim, single or in a batch, reads it and its claim key in the same
+commit (etcd; ZooKeeper reads them right after, while the claim keeps them still). The
+claim key's stamp is the task's fencing token. Of concurrent claimers exactly one commit
 applies; who won is told by the commit's result, or after a lost reply by the nonce read
 back from the claim key (``Claimer._claimed_by_us``).
 """
@@ -64,14 +64,16 @@ class _Claiming:
         # of one coordinator share its session, and each must know its own claim.
         self.nonce = new_nonce()
 
-    def checks(self, record: Entry | None = None) -> list[Check]:
-        """The claim's checks; with the ``record`` read before, also that it is still
-        as read. The ready key must still be there: its delete alone would not fail on
-        etcd."""
-        checks: list[Check] = [Absent(self.keys.claim(self.task_id)), Present(self.ready_key)]
-        if record is not None:
-            checks.append(Version(record.key, record.version))
-        return checks
+    def checks(self) -> list[Check]:
+        """The claim's checks. The ready key must still be there (its delete alone would
+        not fail on etcd), and so must the record: a ready key left over without one is
+        never claimed."""
+        return [Absent(self.keys.claim(self.task_id)), Present(self.ready_key),
+                Present(self.keys.record(self.task_id))]
+
+    def reads(self) -> list[str]:
+        """The keys the claim reads as it applies: the record, then the claim key."""
+        return [self.keys.record(self.task_id), self.keys.claim(self.task_id)]
 
     def ops(self, session: Session) -> list[Op]:
         return [
@@ -88,10 +90,6 @@ class _Claiming:
         claim = Claim(session, record.version, held.version, self.until, self.nonce)
         return Task(settler, header, data, held.stamp, claim)
 
-    def held(self, session: Session, stamp: int, kv: KeyValue) -> Entry:
-        """The claim key as a claim that applied with ``stamp`` wrote it."""
-        return Entry(self.keys.claim(self.task_id), claim_value(session, self.nonce, self.until),
-                     kv.written_version(stamp, None), stamp, int(session.id))
 
 
 class Claimer:
@@ -185,11 +183,8 @@ class Claimer:
         until = limit_end(time_limit)
         claims = [_Claiming(ready_key, self._keys, until) for ready_key in ready_keys]
         try:
-            applied = self._kv.commit_each(
-                [(claim.checks() + [Present(self._record_of(claim.ready_key))], claim.ops(session))
-                 for claim in claims],
-                [[self._record_of(claim.ready_key), self._keys.claim(claim.task_id)]
-                 for claim in claims], session)
+            applied = self._kv.commit_each([(claim.checks(), claim.ops(session)) for claim in claims],
+                                           [claim.reads() for claim in claims], session)
         except OutcomeUnknown:
             return [task for claim in claims if (task := self._claimed_by_us(claim, session))]
         tasks = [task for claim, outcome in zip(claims, applied)
@@ -203,9 +198,6 @@ class Claimer:
                 self._local.place = random.random()  # another consumer works this lane
         return tasks
 
-    def _record_of(self, ready_key: str) -> str:
-        return self._keys.record(layout.leaf(ready_key)[1])
-
     def _claim(self, ready_keys: list[str], time_limit: float | None) -> Task | None:
         """Claim the first task listed at ``ready_keys`` that no other consumer has (in
         one round trip where the backend allows); None if others have them all."""
@@ -213,12 +205,9 @@ class Claimer:
         claimings = [_Claiming(ready_key, self._keys, until) for ready_key in ready_keys]
         session = self._backend.session()
         try:
-            # A ready key with no record (left over) is never claimed.
             claimed = self._kv.commit_first(
-                [(claiming.checks() + [Present(self._record_of(claiming.ready_key))],
-                  claiming.ops(session)) for claiming in claimings],
-                [[self._record_of(claiming.ready_key), self._keys.claim(claiming.task_id)]
-                 for claiming in claimings], session)
+                [(claiming.checks(), claiming.ops(session)) for claiming in claimings],
+                [claiming.reads() for claiming in claimings], session)
         except OutcomeUnknown:
             return next(filter(None, (self._claimed_by_us(claiming, session)
                                       for claiming in claimings)), None)
