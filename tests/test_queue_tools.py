@@ -13,6 +13,7 @@ import coordination
 from coordination import errors
 from coordination.backends.kv import Absent, Create, Delete, OutcomeUnknown, Update
 from coordination.recipes.queue import Queue, limits
+from coordination.recipes.queue import claim as claim_module
 
 from .fake_backend import FakeBackend
 
@@ -407,3 +408,22 @@ def test_a_batch_claim_whose_reply_was_lost_keeps_the_claims_that_applied(
     assert [task.id for task in won] == put[1:]  # read back: ours, and not the other's
     assert queue.ack_many([*won, taken[0]]) == []
     assert len(queue) == 0 and queue.stats()["in_flight"] == 0
+
+
+def test_a_contended_consumer_claims_from_the_rest_of_its_listing(
+        queues: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a lost race, a consumer tries 4 listed tasks a claim from its last listing
+    while it is fresh, and lists again only when that listing is used up."""
+    monkeypatch.setattr(claim_module, "_FRESH_FOR", 60.0)  # fresh throughout, however slow
+    queue = queues("spare")
+    queue.put_many([b"%d" % i for i in range(12)])
+    claimer = queue._claimer  # white box: the test forces the contended mode and counts
+    listed = []
+    leaves = claimer._kv.leaves
+    monkeypatch.setattr(claimer._kv, "leaves", lambda root, *a: (
+        listed.append(root) if root == queue.layout.ready_root else None, leaves(root, *a))[1])
+    claimer._contended_until = time.monotonic() + 60
+    taken = [queue.get(timeout=0) for _ in range(3)]
+    assert len(listed) == 1  # 12 listed: three claims of 4 candidates each
+    assert queue.get(timeout=0) is not None and len(listed) == 2
+    assert len({task.id for task in taken if task is not None}) == 3

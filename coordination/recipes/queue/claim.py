@@ -46,6 +46,7 @@ _SPREAD_CONTENDED = 32  # ... and among this many after losing races
 _TRIES = 4  # claims one next() tries before it lets the caller look again
 _WINDOW = 16  # contended batch claimers list this many times n, cut into lanes (see _pick)
 _CONTENDED_FOR = 1.0  # seconds a consumer spreads its claims after losing a race
+_FRESH_FOR = 0.05  # seconds a contended consumer claims from its last listing's rest
 
 
 def _lane_of(ready_key: str, lanes: int) -> int:
@@ -109,23 +110,40 @@ class Claimer:
         then ``raced()`` is true). Consumers that lately lost races pick at random among
         the first ``_SPREAD_CONTENDED`` of the same priority instead, so that they do
         not all race for each next head (among concurrent consumers, order is not
-        observable)."""
+        observable), and claim from the rest of that listing while it is younger than
+        ``_FRESH_FOR``: a task put meanwhile, even of a higher priority, waits for the
+        next listing."""
         self._local.raced = False
-        contended = time.monotonic() < self._contended_until
-        ready = self._kv.leaves(self._keys.ready_root, READY_DEPTH,
-                                _SPREAD_CONTENDED if contended else _SPREAD)
-        if not ready:
-            return None
-        top = layout.ready_band(ready[0])
-        candidates = [key for key in ready if layout.ready_band(key) == top]
-        if contended:
-            random.shuffle(candidates)  # lately lost races for the head: any will do
-        else:  # the head first, then the others in random order
-            candidates[1:] = random.sample(candidates[1:], len(candidates) - 1)
+        now = time.monotonic()
+        contended = now < self._contended_until
+        candidates = self._spare(now) if contended else []
+        if not candidates:
+            ready = self._kv.leaves(self._keys.ready_root, READY_DEPTH,
+                                    _SPREAD_CONTENDED if contended else _SPREAD)
+            if not ready:
+                return None
+            top = layout.ready_band(ready[0])
+            candidates = [key for key in ready if layout.ready_band(key) == top]
+            if contended:
+                random.shuffle(candidates)  # lately lost races for the head: any will do
+                self._local.spare = (now + _FRESH_FOR, candidates[_TRIES:])
+            else:  # the head first, then the others in random order
+                candidates[1:] = random.sample(candidates[1:], len(candidates) - 1)
         task = self._claim(candidates[:_TRIES], time_limit)
         if self._local.raced:
             self._contended_until = time.monotonic() + _CONTENDED_FOR
+        if task is None:
+            self._local.spare = (0.0, [])  # all taken: the rest is no fresher, list anew
         return task
+
+    def _spare(self, now: float) -> list[str]:
+        """Up to ``_TRIES`` candidates left over from this thread's last contended
+        listing, if it is fresh (listed less than ``_FRESH_FOR`` ago)."""
+        fresh_until, spare = getattr(self._local, "spare", (0.0, []))
+        if now >= fresh_until or not spare:
+            return []
+        self._local.spare = (fresh_until, spare[_TRIES:])
+        return spare[:_TRIES]
 
     def raced(self) -> bool:
         """Whether this thread's last ``next``/``next_many`` lost a claim to another
