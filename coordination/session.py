@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from .errors import SessionLost
 
@@ -33,12 +34,19 @@ class SessionState(str, enum.Enum):
 Listener = Callable[[SessionState], None]
 
 
+class Waker(Protocol):
+    """What a waiting recipe is woken through: ``set()`` may be called from any thread,
+    more than once (a ``threading.Event``, or an event of an asyncio loop)."""
+
+    def set(self) -> None: ...
+
+
 class Session:
     """One session generation: its id, state, ``lost`` event and listeners.
 
     ``lost`` is set exactly once, when the state becomes ``LOST`` or ``CLOSED``;
     listeners run on every state change, in the thread that observed it, and must not
-    block. Wakers (``threading.Event``) are set on every change so waiting recipes can
+    block. Wakers (``Waker``) are set on every change so waiting recipes can
     re-check their condition without polling.
     """
 
@@ -49,7 +57,7 @@ class Session:
         self._state = SessionState.CONNECTED
         self._guard = threading.Lock()
         self._listeners: list[Listener] = []
-        self._wakers: set[threading.Event] = set()
+        self._wakers: set[Waker] = set()
         self.lost_at: float | None = None
         #: Local monotonic time after which the server may already have dropped this
         #: session (set by the backend while it cannot confirm the session).
@@ -112,13 +120,13 @@ class Session:
             if listener in self._listeners:
                 self._listeners.remove(listener)
 
-    def add_waker(self, event: threading.Event) -> None:
+    def add_waker(self, event: Waker) -> None:
         with self._guard:
             self._wakers.add(event)
             if self.lost.is_set():
                 event.set()
 
-    def remove_waker(self, event: threading.Event) -> None:
+    def remove_waker(self, event: Waker) -> None:
         with self._guard:
             self._wakers.discard(event)
 

@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from coordination.backends.base import Backend
-from coordination.backends.contenders import MUTEX, Blocker, Contender, Head, Listed, Rule
+from coordination.backends.contenders import (
+    MUTEX,
+    Blocker,
+    Contender,
+    Head,
+    Listed,
+    Rule,
+    Watching,
+)
 from coordination.backends.kv import (
     Absent,
     Check,
@@ -27,7 +35,7 @@ from coordination.backends.kv import (
 )
 from coordination.config import Config
 from coordination.errors import SessionLost
-from coordination.session import Session, SessionState
+from coordination.session import Session, SessionState, Waker
 
 
 class FakeKV(KeyValue):
@@ -97,13 +105,26 @@ class FakeKV(KeyValue):
             del self.entries[key]
 
 
+class _Changes(threading.Condition):
+    """The backend's condition; every change also sets the armed wakers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wakers: set[Waker] = set()
+
+    def notify_all(self) -> None:
+        super().notify_all()
+        for waker in list(self.wakers):
+            waker.set()
+
+
 class FakeBackend(Backend):
     name = "fake"
     node_styles = ()
 
     def __init__(self, namespace: str = "t", ttl: float = 2.0) -> None:
         super().__init__(Config(backend="etcd", endpoints=("127.0.0.1:1",), namespace=namespace))
-        self.changed = threading.Condition()
+        self.changed = _Changes()
         self._revisions = itertools.count(1)
         self._ids = itertools.count(1)
         self._ttl = ttl
@@ -180,14 +201,20 @@ class FakeBackend(Backend):
                       if token < me.token and (rule.kinds is None or kind in rule.kinds)]
         return rule.blocking(before[: rule.permits])
 
-    def wait_deleted(self, blockers: Sequence[Blocker], me: Contender,
-                     timeout: float | None) -> bool:
-        def changed() -> bool:
-            keys = {key for _t, key, *_rest in self.queues.get(me.path, [])}
-            return not me.session.alive or any(b.key not in keys for b in blockers)
-
+    def watch_deleted(self, blockers: Sequence[Blocker], me: Contender, woken: Waker) -> Watching:
         with self.changed:
-            return self.changed.wait_for(changed, timeout)
+            keys = {key for _t, key, *_rest in self.queues.get(me.path, [])}
+            if not me.session.alive or any(b.key not in keys for b in blockers):
+                return Watching(gone=True)
+            self.changed.wakers.add(woken)
+        me.session.add_waker(woken)
+
+        def cancel() -> None:
+            me.session.remove_waker(woken)
+            with self.changed:
+                self.changed.wakers.discard(woken)
+
+        return Watching(False, None, cancel)
 
     def head(self, path: str) -> Head:
         with self.changed:

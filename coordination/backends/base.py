@@ -3,8 +3,9 @@
 Recipes are written once over it. The central part is the *ordered contender queue*
 behind locks: ``enqueue`` our entry under a path, ask which earlier entries
 ``blockers`` it under a :class:`Rule` (linearizable read), ``wait_deleted`` on those
-alone (no herd), and ``withdraw`` our entry when done. Entries belong to one session
-generation (:class:`~coordination.session.Session`) and vanish with it on the server.
+alone (no herd; ``watch_deleted`` arms its watches for any waiter, asyncio's too), and
+``withdraw`` our entry when done. Entries belong to one session generation
+(:class:`~coordination.session.Session`) and vanish with it on the server.
 The head of a queue (``head``, ``next_head``) is an election's leader. The queue's
 records live in the backend's transactional key-value store, ``kv``
 (:class:`~coordination.backends.kv.KeyValue`).
@@ -24,9 +25,9 @@ from typing import Any, ClassVar, Protocol
 from ..config import Config
 from ..errors import ClientClosed, CoordinationError, SessionLost
 from ..events import Events
-from ..session import Listener, Session, StateListeners
+from ..session import Listener, Session, StateListeners, Waker
 from . import fork
-from .contenders import MUTEX, Blocker, Contender, Head, Listed, Rule
+from .contenders import MUTEX, Blocker, Contender, Head, Listed, Rule, Watching
 from .kv import KeyValue
 from .removals import PendingRemovals
 
@@ -43,6 +44,9 @@ class Backend(abc.ABC):
     #: Namings of lock entries ``enqueue(..., style=)`` takes besides its default, for
     #: interop with other clients' locks (ZooKeeper: kazoo's and Curator's node names).
     node_styles: ClassVar[tuple[str, ...]] = ()
+    #: Whether ``enqueue`` of the plain mutex layout (``kind`` None) makes this
+    #: process's contenders of one path take turns at one entry (etcd: one key a lease).
+    local_turns: ClassVar[bool] = False
     #: The transactional key-value store, within this backend's sessions and errors.
     kv: KeyValue
 
@@ -183,11 +187,22 @@ class Backend(abc.ABC):
         by a linearizable read. Raises ``SessionLost`` if ``me`` is no longer on the
         server."""
 
-    @abc.abstractmethod
     def wait_deleted(self, blockers: Sequence[Blocker], me: Contender,
                      timeout: float | None) -> bool:
         """Wait until one of ``blockers`` may be gone or ``me``'s session changes state
         (True: re-check), or ``timeout`` seconds pass (False). Watches only those."""
+        woken = threading.Event()
+        watching = self.watch_deleted(blockers, me, woken)
+        try:
+            return watching.gone or woken.wait(watching.limit(timeout)) or watching.silent(timeout)
+        finally:
+            watching.cancel()
+
+    @abc.abstractmethod
+    def watch_deleted(self, blockers: Sequence[Blocker], me: Contender, woken: Waker) -> Watching:
+        """Arm watches that call ``woken.set()`` once one of ``blockers`` may be gone or
+        ``me``'s session changes state (from any thread); watches only those. Does not
+        wait: the caller waits on ``woken`` as ``Watching`` says, then cancels."""
 
     @abc.abstractmethod
     def head(self, path: str) -> Head:

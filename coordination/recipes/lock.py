@@ -40,6 +40,7 @@ from ..errors import (
 )
 from ..names import validate_name, validate_raw_path
 from ..session import Session, SessionState
+from .steps import Steps, WaitDeleted, call, run
 
 log = logging.getLogger(__name__)
 
@@ -190,17 +191,22 @@ class Lock:
         return True
 
     def _acquire(self, timeout: float | None) -> bool:
+        return run(self.acquire_steps(timeout))
+
+    def acquire_steps(self, timeout: float | None) -> Steps[bool]:
+        """``acquire`` (not reentrant; ``timeout`` checked) as steps for a driver
+        (``recipes.steps``): True when held."""
         with self._state_guard:
             if self._entry is not None and self._entry.session.alive:
                 raise AlreadyHeld(f"{self._what} {self.name!r} is already held by this object")
         lost = self._forget()  # a hold lost earlier and never released
         if lost is not None:
-            self._backend.withdraw(lost)
+            yield call(self._backend.withdraw, lost)
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         events = self._backend.events
         try:
-            entry = self._contend(deadline)
+            entry = yield from self._contention(deadline)
         except Exception as exc:
             events.emit("lock.failed", self.name, time.monotonic() - started,
                         detail=type(exc).__name__)
@@ -212,39 +218,41 @@ class Lock:
         events.emit("lock.acquired", self.name, self._held_at - started)
         return True
 
-    def _contend(self, deadline: float | None) -> Contender | None:
+    def _contention(self, deadline: float | None) -> Steps[Contender | None]:
         """Steps 1-3 of the algorithm; retried in a new session if ours is lost while
         we wait (we had not got the lock, so nothing was promised)."""
         rule = self._rule()
+        backend = self._backend
         while True:
             entry = None
             try:
-                enqueued = self._backend.enqueue(self._path, self._data, self._kind, rule,
-                                                 style=self._style, timeout=_left(deadline))
+                enqueued = yield call(lambda: backend.enqueue(
+                    self._path, self._data, self._kind, rule, style=self._style,
+                    timeout=_left(deadline)))
                 if enqueued is None:
                     return None  # the time ran out before our entry was made
                 entry, blockers = enqueued  # blockers known from the same reply, or None
                 while True:
                     if blockers is None:
-                        blockers = self._backend.blockers(entry, rule)
+                        blockers = yield call(backend.blockers, entry, rule)
                     if not blockers:
                         break
                     remaining = _left(deadline)
                     if remaining is not None and remaining <= 0:
-                        self._backend.withdraw(entry)
+                        yield call(backend.withdraw, entry)
                         return None
-                    self._backend.wait_deleted(blockers, entry, remaining)
+                    yield WaitDeleted(backend, blockers, entry, remaining)
                     blockers = None
                 entry.session.check()
                 return entry
             except SessionLost:
                 if entry is not None:
-                    self._backend.withdraw(entry)
+                    yield call(backend.withdraw, entry)
                 if deadline is not None and time.monotonic() >= deadline:
                     return None
             except BaseException:
                 if entry is not None:
-                    self._backend.withdraw(entry)
+                    yield call(backend.withdraw, entry)
                 raise
 
     def _hold(self, entry: Contender) -> None:
@@ -285,13 +293,17 @@ class Lock:
             self._local.release()
 
     def _release(self) -> None:
+        run(self.release_steps())
+
+    def release_steps(self) -> Steps[None]:
+        """``release`` (not reentrant) as steps for a driver (``recipes.steps``)."""
         entry = self._forget()
         if entry is None:
             raise NotHeld(f"lock {self.name!r} is not held")
         alive = entry.session.alive
         # Always: it also ends the entry's local turn. On etcd the next local holder
         # reuses our key, so this comes before anything else may acquire.
-        removed = self._backend.withdraw(entry)
+        removed = yield call(self._backend.withdraw, entry)
         # Our entry already gone means the server ended our session before we knew
         # (others may have held the lock since); so does a session lost meanwhile.
         if not alive or removed is False or not entry.session.alive:

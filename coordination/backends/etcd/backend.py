@@ -27,10 +27,10 @@ from pyetcd.utils import prefix_range_end
 
 from ...config import Config
 from ...errors import CoordinationError, SessionLost
-from ...session import Session, SessionState
+from ...session import Session, SessionState, Waker
 from .. import fork
 from ..base import Backend
-from ..contenders import MUTEX, Blocker, Contender, Head, Listed, Rule, Turn
+from ..contenders import MUTEX, Blocker, Contender, Head, Listed, Rule, Turn, Watching
 from .connection import Connection
 from .kv import EtcdKV, created
 from .leases import Leases
@@ -38,6 +38,7 @@ from .leases import Leases
 
 class EtcdBackend(Backend):
     name = "etcd"
+    local_turns = True
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -183,26 +184,28 @@ class EtcdBackend(Backend):
         return rule.blocking([Blocker(kv.key.decode(), kv.create_revision)
                               for kv in kvs[: rule.permits]])
 
-    def wait_deleted(self, blockers: Sequence[Blocker], me: Contender,
-                     timeout: float | None) -> bool:
-        woken = threading.Event()
+    def watch_deleted(self, blockers: Sequence[Blocker], me: Contender, woken: Waker) -> Watching:
+        watch_ids: list[int] = []
+
+        def cancel() -> None:
+            me.session.remove_waker(woken)
+            for watch_id in watch_ids:
+                self.connection.cancel_watch(watch_id)
+
         me.session.add_waker(woken)
-        watch_ids = []
         try:
             for blocker in blockers:
                 watch_ids.append(self.connection.watch_from_now(
                     me.session, blocker.key.encode(), lambda _response: woken.set()))
-            if self._any_gone(me.session, blockers):  # deleted before the watches began
-                return True
-            # A watch stream to a paused server stays silent: re-check once a TTL.
-            limit = me.session.ttl if timeout is None else min(timeout, me.session.ttl)
-            if woken.wait(limit):
-                return True
-            return timeout is None or timeout > me.session.ttl
-        finally:
-            me.session.remove_waker(woken)
-            for watch_id in watch_ids:
-                self.connection.cancel_watch(watch_id)
+            gone = self._any_gone(me.session, blockers)  # deleted before the watches began
+        except BaseException:
+            cancel()
+            raise
+        if gone:
+            cancel()
+            return Watching(gone=True)
+        # A watch stream to a paused server stays silent: re-check once a TTL.
+        return Watching(False, me.session.ttl, cancel)
 
     def _any_gone(self, session: Session, blockers: Sequence[Blocker]) -> bool:
         """Whether a blocker's entry is gone: its key deleted, or made again since (the

@@ -16,9 +16,9 @@ from kazoo.exceptions import NoNodeError
 
 from ...config import Config
 from ...errors import ClientClosed, CoordinationError, PermissionDenied, SessionLost
-from ...session import Session
+from ...session import Session, Waker
 from ..base import Backend
-from ..contenders import MUTEX, Blocker, Contender, Head, Listed, Rule
+from ..contenders import MUTEX, Blocker, Contender, Head, Listed, Rule, Watching
 from . import layout, security
 from .connection import Connection, NodeMissing
 from .kv import ZooKeeperKV
@@ -176,17 +176,18 @@ class ZooKeeperBackend(Backend):
             raise SessionLost(f"our contender node {me.key} is gone")
         return rule.blocking(layout.nearest_counted(me, children, rule))
 
-    def wait_deleted(self, blockers: Sequence[Blocker], me: Contender,
-                     timeout: float | None) -> bool:
-        woken = threading.Event()
+    def watch_deleted(self, blockers: Sequence[Blocker], me: Contender, woken: Waker) -> Watching:
         me.session.add_waker(woken)
         try:
-            for blocker in blockers:
-                if not self._watch_entry(blocker.key, lambda _event: woken.set(), me.session):
-                    return True
-            return woken.wait(timeout)
-        finally:
+            gone = not all(self._watch_entry(blocker.key, lambda _event: woken.set(), me.session)
+                           for blocker in blockers)
+        except BaseException:
             me.session.remove_waker(woken)
+            raise
+        if gone:
+            me.session.remove_waker(woken)
+            return Watching(gone=True)
+        return Watching(False, None, lambda: me.session.remove_waker(woken))
 
     def head(self, path: str) -> Head:
         self._call(None, "sync", path)

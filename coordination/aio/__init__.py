@@ -1,0 +1,15 @@
+"""asyncio: the same recipes for async services, waiting on the event loop.
+
+    import coordination.aio
+    async with await coordination.aio.connect("etcd://127.0.0.1:2379/shop") as coord:
+        async with coord.lock("inventory/sku-42", timeout=5) as held:
+            await stock.write(..., fencing_token=held.token)
+
+A waiting task holds no thread: the backend's watches wake it on the loop. Requests
+run in a small pool of threads shared by the coordinator's tasks (``workers``).
+"""
+
+from .client import AsyncCoordinator, connect
+from .lock import AsyncLock
+
+__all__ = ["AsyncCoordinator", "AsyncLock", "connect"]

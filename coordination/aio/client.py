@@ -1,0 +1,95 @@
+"""``coordination.aio.connect`` and the async coordinator."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import weakref
+from types import TracebackType
+from typing import Any
+
+from ..client import Coordinator
+from ..client import connect as connect_sync
+from ..session import SessionState
+from .driver import Driver
+from .lock import AsyncLock
+
+
+class AsyncCoordinator:
+    """A connection to one cluster for asyncio code: the same configuration, session,
+    recipes, tokens and errors as :class:`~coordination.Coordinator`, whose waits are
+    awaited on the event loop without holding a thread. Requests run in a small pool
+    of threads (``workers``), whatever the number of waiting tasks.
+
+    Use it from one event loop. ``sync`` is the synchronous coordinator beneath (same
+    session), for recipes that have no async face yet (their calls block the loop).
+    """
+
+    def __init__(self, coordinator: Coordinator, driver: Driver) -> None:
+        self._sync = coordinator
+        self._driver = driver
+        self._gates: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def __repr__(self) -> str:
+        return f"<AsyncCoordinator {self._sync.config.url} {self.session_state.value}>"
+
+    @property
+    def sync(self) -> Coordinator:
+        """The synchronous coordinator beneath, on the same session."""
+        return self._sync
+
+    @property
+    def backend(self) -> str:
+        """``"zookeeper"`` or ``"etcd"``."""
+        return self._sync.backend
+
+    @property
+    def namespace(self) -> str:
+        return self._sync.namespace
+
+    @property
+    def session_state(self) -> SessionState:
+        return self._sync.session_state
+
+    def lock(self, name: str, timeout: float | None = None, *, raw_prefix: bool = False,
+             identifier: str | bytes = b"", node_style: str | None = None) -> AsyncLock:
+        """A fair, fenced lock (see ``Coordinator.lock``); ``timeout`` is the default
+        for ``async with``. One object is one holder: create one per task."""
+        lock = self._sync.lock(name, timeout, raw_prefix=raw_prefix, identifier=identifier,
+                               node_style=node_style)
+        gate = None
+        if self._sync.driver.local_turns:
+            gate = self._gates.get(lock.path)
+            if gate is None:
+                gate = self._gates[lock.path] = asyncio.Lock()
+        return AsyncLock(lock, self._driver, gate)
+
+    async def close(self) -> None:
+        """End the session (releasing its locks at once) and stop the request
+        threads. Idempotent."""
+        await self._driver.call(self._sync.close)
+        self._driver.shutdown()
+
+    async def __aenter__(self) -> AsyncCoordinator:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+
+async def connect(url: str | None = None, *, config: str | os.PathLike[str] | None = None,
+                  workers: int = 4, **overrides: Any) -> AsyncCoordinator:
+    """Connect as :func:`coordination.connect` does (URL, TOML file,
+    ``$COORDINATION_CONFIG``, ``./coordination.toml``; ``overrides``), for asyncio
+    code. ``workers``: the request threads (requests at once). Raises what
+    ``coordination.connect`` raises."""
+    driver = Driver(workers)
+    try:
+        coordinator = await driver.call(functools.partial(connect_sync, url, config=config,
+                                                          **overrides))
+    except BaseException:
+        driver.shutdown()
+        raise
+    return AsyncCoordinator(coordinator, driver)
