@@ -20,7 +20,6 @@ from coordination.backends.contenders import (
     Head,
     Listed,
     Rule,
-    Watching,
 )
 from coordination.backends.kv import (
     Absent,
@@ -33,6 +32,7 @@ from coordination.backends.kv import (
     Present,
     Version,
 )
+from coordination.backends.watching import Watching
 from coordination.config import Config
 from coordination.errors import SessionLost
 from coordination.session import Session, SessionState, Waker
@@ -95,10 +95,18 @@ class FakeKV(KeyValue):
         return sorted(key for key in self.entries
                       if key.startswith(root + "/") and key[len(root) + 1:].count("/") == depth - 1)
 
-    def wait(self, key: str, seen: Entry | None, timeout: float) -> None:
-        with self._b.changed:
-            self._b.changed.wait_for(lambda: self.entries.get(key) != seen or self._b.closed,
-                                     timeout)
+    def watch(self, key: str, seen: Entry | None, woken: Waker) -> Watching:
+        changes = self._b.changed
+        with changes:
+            if self.entries.get(key) != seen or self._b.closed:
+                return Watching(gone=True)
+            changes.wakers.add(woken)
+
+        def cancel() -> None:
+            with changes:
+                changes.wakers.discard(woken)
+
+        return Watching(False, None, cancel)
 
     def expire(self, owner: int) -> None:
         for key in [key for key, entry in self.entries.items() if entry.owner == owner]:

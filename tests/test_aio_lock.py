@@ -24,6 +24,33 @@ pytestmark = pytest.mark.integration
 WAITERS = 1000
 
 
+class CancelAtRequest:
+    """Cancels the calling task while its ``k``-th request through ``coord``'s driver
+    is in flight (white box: the driver's one way to the pool); ``count`` tells how many
+    requests were made. Use as ``with CancelAtRequest(coord, k) as at:``."""
+
+    def __init__(self, coord: coordination.aio.AsyncCoordinator, k: int) -> None:
+        self.k = k
+        self.count = 0
+        self._driver = coord._driver
+        self._settle = self._driver._settle
+
+    async def _counting(self, fn: Any, *args: Any) -> Any:
+        self.count += 1
+        if self.count == self.k:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+        return await self._settle(fn, *args)
+
+    def __enter__(self) -> CancelAtRequest:
+        self._driver._settle = self._counting  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._driver._settle = self._settle  # type: ignore[method-assign]
+
+
 def run(url: str, body: Callable[[coordination.aio.AsyncCoordinator], Awaitable[Any]]) -> Any:
     """``body(coord)`` on a new event loop, with an async coordinator on ``url``."""
     async def main() -> Any:
@@ -124,30 +151,15 @@ def test_a_cancel_at_any_await_point_leaves_no_entry_and_no_hold(url: str, conne
         assert other.acquire()
 
     async def body(coord: coordination.aio.AsyncCoordinator) -> None:
-        driver = coord._driver  # white box: cancel while the k-th request is in flight
-        settle = driver._settle
         k = 0
         while True:
             k += 1
-            count = 0
             lock = coord.lock("cancel")
-
-            async def counting(fn: Any, *args: Any, k: int = k) -> Any:
-                nonlocal count
-                count += 1
-                if count == k:
-                    task = asyncio.current_task()
-                    assert task is not None
-                    task.cancel()
-                return await settle(fn, *args)
-
-            driver._settle = counting  # type: ignore[method-assign]
-            try:
-                got = await asyncio.wait_for(lock.acquire(), 0.3 if busy else None)
-            except (asyncio.CancelledError, asyncio.TimeoutError):
-                got = None
-            finally:
-                driver._settle = settle  # type: ignore[method-assign]
+            with CancelAtRequest(coord, k) as at:
+                try:
+                    got = await asyncio.wait_for(lock.acquire(), 0.3 if busy else None)
+                except (asyncio.CancelledError, asyncio.TimeoutError):
+                    got = None
             if got:  # ran to its end before request k
                 assert not busy
                 await lock.release()
@@ -156,7 +168,7 @@ def test_a_cancel_at_any_await_point_leaves_no_entry_and_no_hold(url: str, conne
             entries = contenders(coord.sync, lock)
             left = entries[1:] if busy else entries  # busy: the other holder's is first
             assert left == [], f"cancel at request {k} left {left}"
-            if busy and count < k:  # no request was cancelled: the wait was
+            if busy and at.count < k:  # no request was cancelled: the wait was
                 break
             # The next contender of this coordinator is not held up by a lost turn.
             probe = coord.lock("cancel")

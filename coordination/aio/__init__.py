@@ -11,5 +11,7 @@ run in a small pool of threads shared by the coordinator's tasks (``workers``).
 
 from .client import AsyncCoordinator, connect
 from .lock import AsyncLock
+from .queue import AsyncQueue, AsyncTask
+from .worker import AsyncWorker
 
-__all__ = ["AsyncCoordinator", "AsyncLock", "connect"]
+__all__ = ["AsyncCoordinator", "AsyncLock", "AsyncQueue", "AsyncTask", "AsyncWorker", "connect"]

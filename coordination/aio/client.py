@@ -11,9 +11,11 @@ from typing import Any
 
 from ..client import Coordinator
 from ..client import connect as connect_sync
+from ..recipes.queue.codec import Codec
 from ..session import SessionState
 from .driver import Driver
 from .lock import AsyncLock
+from .queue import AsyncQueue
 
 
 class AsyncCoordinator:
@@ -64,6 +66,11 @@ class AsyncCoordinator:
             if gate is None:
                 gate = self._gates[lock.path] = asyncio.Lock()
         return AsyncLock(lock, self._driver, gate)
+
+    def queue(self, name: str, max_attempts: int = 5, codec: str | Codec = "bytes",
+              time_limit: float | None = None) -> AsyncQueue:
+        """A work queue (see ``Coordinator.queue``)."""
+        return AsyncQueue(self._sync.queue(name, max_attempts, codec, time_limit), self._driver)
 
     async def close(self) -> None:
         """End the session (releasing its locks at once) and stop the request

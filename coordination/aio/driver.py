@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import ClientClosed
-from ..recipes.steps import Steps, WaitDeleted, run
+from ..recipes.steps import Steps, Wait, run
 
 T = TypeVar("T")
 
@@ -88,11 +88,11 @@ class Driver:
             if pending:  # the cancel comes in here, where the recipe cleans up
                 pending, error = False, cancel
             elif cancel is not None:  # cleaning up: every step to the end, no waiting
-                if isinstance(step, WaitDeleted):
+                if isinstance(step, Wait):
                     reply = True
                 else:
                     reply, error, _again = await self._settle(step.fn, *step.args)
-            elif isinstance(step, WaitDeleted):
+            elif isinstance(step, Wait):
                 try:
                     reply = await self._wait(step)
                 except asyncio.CancelledError as exc:
@@ -103,10 +103,9 @@ class Driver:
                 reply, error, cancel = await self._settle(step.fn, *step.args)
                 pending = cancel is not None
 
-    async def _wait(self, step: WaitDeleted) -> bool:
+    async def _wait(self, step: Wait) -> bool:
         waker = LoopWaker(asyncio.get_running_loop())
-        watching, error, cancel = await self._settle(
-            step.backend.watch_deleted, step.blockers, step.me, waker)
+        watching, error, cancel = await self._settle(step.arm, waker)
         if error is not None:
             raise error
         try:

@@ -27,9 +27,10 @@ from ..errors import ClientClosed, CoordinationError, SessionLost
 from ..events import Events
 from ..session import Listener, Session, StateListeners, Waker
 from . import fork
-from .contenders import MUTEX, Blocker, Contender, Head, Listed, Rule, Watching
+from .contenders import MUTEX, Blocker, Contender, Head, Listed, Rule
 from .kv import KeyValue
 from .removals import PendingRemovals
+from .watching import Watching, wait_armed
 
 
 class Companion(Protocol):
@@ -191,12 +192,7 @@ class Backend(abc.ABC):
                      timeout: float | None) -> bool:
         """Wait until one of ``blockers`` may be gone or ``me``'s session changes state
         (True: re-check), or ``timeout`` seconds pass (False). Watches only those."""
-        woken = threading.Event()
-        watching = self.watch_deleted(blockers, me, woken)
-        try:
-            return watching.gone or woken.wait(watching.limit(timeout)) or watching.silent(timeout)
-        finally:
-            watching.cancel()
+        return wait_armed(lambda woken: self.watch_deleted(blockers, me, woken), timeout)
 
     @abc.abstractmethod
     def watch_deleted(self, blockers: Sequence[Blocker], me: Contender, woken: Waker) -> Watching:

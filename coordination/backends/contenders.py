@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ..session import Session
 
@@ -104,30 +104,3 @@ class Head:
         """The same leader entry with the same value (whenever each was read)."""
         return (self.key, self.token, self.value) == (other.key, other.token, other.value)
 
-
-def _nothing() -> None:
-    pass
-
-
-@dataclasses.dataclass(frozen=True)
-class Watching:
-    """The watches that ``Backend.watch_deleted`` armed. ``gone``: a blocker was gone
-    already (nothing is armed: re-check at once). ``recheck``: seconds after which a
-    wait should end and re-check even if not woken (etcd: a watch stream to a paused
-    server stays silent), None for never. ``cancel()`` stops the watches; call it once
-    done waiting, always."""
-
-    gone: bool
-    recheck: float | None = None
-    cancel: Callable[[], None] = _nothing
-
-    def limit(self, timeout: float | None) -> float | None:
-        """How long to wait for a wake, given the caller's ``timeout``."""
-        if self.recheck is None or timeout is None:
-            return self.recheck if timeout is None else timeout
-        return min(timeout, self.recheck)
-
-    def silent(self, timeout: float | None) -> bool:
-        """What a wait that ran ``limit(timeout)`` unwoken returns: True (re-check) if
-        ``recheck`` cut it, False if ``timeout`` passed."""
-        return self.recheck is not None and (timeout is None or timeout > self.recheck)

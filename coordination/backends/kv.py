@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import BackendUnavailable
+from ..session import Waker
+from .watching import Watching, wait_armed
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -198,9 +200,15 @@ class KeyValue(abc.ABC):
         ZooKeeper has no snapshot reads: under writes that go on through every pass it
         confirms, it returns its last pass, whose counts may be from different instants."""
 
-    @abc.abstractmethod
     def wait(self, key: str, seen: Entry | None, timeout: float) -> None:
         """Return when ``key`` changed since ``seen`` was read, or after ``timeout``."""
+        wait_armed(lambda woken: self.watch(key, seen, woken), timeout)
+
+    @abc.abstractmethod
+    def watch(self, key: str, seen: Entry | None, woken: Waker) -> Watching:
+        """Arm a watch that calls ``woken.set()`` when ``key`` changes (from any
+        thread); ``gone`` if it changed since ``seen`` was read already. Does not wait
+        (see ``wait``). A watch that cannot be armed now asks for a look again soon."""
 
     def next_write(self, key: str, version: int) -> bytes | None:
         """The value written by the first write of ``key`` after ``version``, from the

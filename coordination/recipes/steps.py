@@ -3,9 +3,11 @@ driver: ``run`` here, in the calling thread; ``coordination.aio`` on an event lo
 without a thread per waiter.
 
 A step is a ``Call`` (a short request to the backend: the driver sends back its result
-or throws its exception into the generator) or a ``WaitDeleted`` (wait until one of
-some contender entries may be gone; the result says whether to re-check, as
-``Backend.wait_deleted``). The generator's return value is the recipe's result.
+or throws its exception into the generator) or a ``Wait``: ``WaitDeleted`` (until one
+of some contender entries may be gone, as ``Backend.wait_deleted``) or ``WaitChanged``
+(until a key changes, as ``KeyValue.wait``); its result is True when woken (look
+again), False when its timeout passed. The generator's return value is the recipe's
+result.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from typing import Any, TypeVar
 
 from ..backends.base import Backend
 from ..backends.contenders import Blocker, Contender
+from ..backends.kv import Entry, KeyValue
+from ..backends.watching import Watching, wait_armed
+from ..session import Waker
 
 T = TypeVar("T")
 
@@ -31,21 +36,46 @@ class Call:
         return self.fn(*self.args)
 
 
+class Wait:
+    """A wait of up to ``timeout`` seconds: ``arm(woken)`` arms the watches (a
+    request), then the driver waits for ``woken`` as the ``Watching`` says."""
+
+    timeout: float | None
+
+    def arm(self, woken: Waker) -> Watching:
+        raise NotImplementedError
+
+    def run(self) -> bool:
+        return wait_armed(self.arm, self.timeout)
+
+
 @dataclasses.dataclass(frozen=True)
-class WaitDeleted:
-    """Wait until one of ``blockers`` may be gone or ``me``'s session changes state
-    (True: re-check), or ``timeout`` seconds pass (False)."""
+class WaitDeleted(Wait):
+    """Until one of ``blockers`` may be gone or ``me``'s session changes state."""
 
     backend: Backend
     blockers: Sequence[Blocker]
     me: Contender
     timeout: float | None
 
-    def run(self) -> bool:
-        return self.backend.wait_deleted(self.blockers, self.me, self.timeout)
+    def arm(self, woken: Waker) -> Watching:
+        return self.backend.watch_deleted(self.blockers, self.me, woken)
 
 
-Step = Call | WaitDeleted
+@dataclasses.dataclass(frozen=True)
+class WaitChanged(Wait):
+    """Until ``key`` changes from ``seen`` (as read before)."""
+
+    kv: KeyValue
+    key: str
+    seen: Entry | None
+    timeout: float | None
+
+    def arm(self, woken: Waker) -> Watching:
+        return self.kv.watch(self.key, self.seen, woken)
+
+
+Step = Call | Wait
 Steps = Generator[Step, Any, T]
 
 

@@ -30,7 +30,8 @@ from ...errors import CoordinationError, SessionLost
 from ...session import Session, SessionState, Waker
 from .. import fork
 from ..base import Backend
-from ..contenders import MUTEX, Blocker, Contender, Head, Listed, Rule, Turn, Watching
+from ..contenders import MUTEX, Blocker, Contender, Head, Listed, Rule, Turn
+from ..watching import Watching
 from .connection import Connection
 from .kv import EtcdKV, created
 from .leases import Leases

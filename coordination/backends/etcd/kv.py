@@ -4,8 +4,6 @@ indexes are listed through directory markers (``dirs.py``)."""
 from __future__ import annotations
 
 import functools
-import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -15,8 +13,9 @@ from pyetcd import events as etcd_events
 from pyetcd.utils import prefix_range_end
 
 from ...errors import BackendUnavailable, CoordinationError, InvalidArgument
-from ...session import Session
+from ...session import Session, Waker
 from ..kv import Absent, Check, Delete, Entry, KeyValue, Op, OutcomeUnknown, Present
+from ..watching import Watching
 from .connection import RPC_TIMEOUT, Compacted, Connection
 from .dirs import Directories, marker_ops, unmark_ops
 
@@ -174,22 +173,31 @@ class EtcdKV(KeyValue):
                 continue
         raise BackendUnavailable("etcd compacted every snapshot of the counts before it was read")
 
-    def wait(self, key: str, seen: Entry | None, timeout: float) -> None:
-        woken = threading.Event()
+    def watch(self, key: str, seen: Entry | None, woken: Waker) -> Watching:
         try:
             watch_id = self._conn.watch_from_now(None, key.encode(), lambda _r: woken.set())
         except CoordinationError:
-            time.sleep(min(timeout, 0.1))
-            return
+            return Watching(False, _RETRY_WATCH)
+
+        def cancel() -> None:
+            self._conn.cancel_watch(watch_id)
+
         try:
             current = self.get(key)  # what changed before the watch began
-            if (current is None) == (seen is None) and (
-                    current is None or seen is None or current.version == seen.version):
-                woken.wait(timeout)
         except CoordinationError:
-            return  # the caller reads again
-        finally:
-            self._conn.cancel_watch(watch_id)
+            cancel()
+            return Watching(gone=True)  # unknown: the caller reads again
+        except BaseException:
+            cancel()
+            raise
+        if (current is None) != (seen is None) or (
+                current is not None and seen is not None and current.version != seen.version):
+            cancel()
+            return Watching(gone=True)
+        return Watching(False, None, cancel)
+
+
+_RETRY_WATCH = 0.1  # seconds before a look again when a watch could not be armed
 
 
 def _txn(checks: Sequence[Check], ops: Sequence[Op], session: Session | None,

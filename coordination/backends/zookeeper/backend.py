@@ -18,7 +18,8 @@ from ...config import Config
 from ...errors import ClientClosed, CoordinationError, PermissionDenied, SessionLost
 from ...session import Session, Waker
 from ..base import Backend
-from ..contenders import MUTEX, Blocker, Contender, Head, Listed, Rule, Watching
+from ..contenders import MUTEX, Blocker, Contender, Head, Listed, Rule
+from ..watching import Watching
 from . import layout, security
 from .connection import Connection, NodeMissing
 from .kv import ZooKeeperKV

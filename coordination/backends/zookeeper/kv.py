@@ -3,8 +3,6 @@ one ``multi`` per commit, parents created on demand and cached."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +10,7 @@ from kazoo.exceptions import NoAuthError, NoNodeError, RolledBackError
 from kazoo.protocol.serialization import Create as CreateRequest
 
 from ...errors import BackendUnavailable, CoordinationError, SessionLost
-from ...session import Session
+from ...session import Session, Waker
 from ..kv import (
     Absent,
     Check,
@@ -25,6 +23,7 @@ from ..kv import (
     Present,
     Update,
 )
+from ..watching import Watching
 from . import security
 from .connection import Connection, NodeMissing
 
@@ -305,17 +304,18 @@ class ZooKeeperKV(KeyValue):
         self._conn.call(None, "sync", key)
         return True
 
-    def wait(self, key: str, seen: Entry | None, timeout: float) -> None:
-        woken = threading.Event()
+    def watch(self, key: str, seen: Entry | None, woken: Waker) -> Watching:
         try:
             stat = self._conn.call(None, "exists", key, watch=lambda _e: woken.set())
         except CoordinationError:
-            time.sleep(min(timeout, 0.1))
-            return
+            return Watching(False, _RETRY_WATCH)
         if (stat is None) != (seen is None) or (stat is not None and seen is not None
                                                  and stat.mzxid != seen.stamp):
-            return
-        woken.wait(timeout)
+            return Watching(gone=True)
+        return Watching(False)  # a ZooKeeper watch fires once and needs no cancel
+
+
+_RETRY_WATCH = 0.1  # seconds before a look again when a watch could not be armed
 
 
 def _build(txn: Any, checks: Sequence[Check], ops: Sequence[Op]) -> int | None:

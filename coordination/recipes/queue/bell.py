@@ -4,6 +4,7 @@ that idle consumers wait on it rather than poll the indexes."""
 from __future__ import annotations
 
 from ...backends.kv import Absent, Create, Entry, KeyValue, OutcomeUnknown, Update
+from ..steps import WaitChanged
 
 
 class Bell:
@@ -29,6 +30,7 @@ class Bell:
         """The bell as it is now: ``wait`` on it returns at the next ring."""
         return self._kv.get(self._key)
 
-    def wait(self, seen: Entry | None, timeout: float) -> None:
-        """Return at the first ring since ``seen`` was read, or after ``timeout``."""
-        self._kv.wait(self._key, seen, timeout)
+    def waiting(self, seen: Entry | None, timeout: float) -> WaitChanged:
+        """The step that waits for the first ring since ``seen`` was read, or for
+        ``timeout`` seconds."""
+        return WaitChanged(self._kv, self._key, seen, timeout)

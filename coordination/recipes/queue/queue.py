@@ -5,13 +5,14 @@ that ties claiming, upkeep and waiting on the bell together."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidArgument
 from ...events import Events
 from ...names import validate_name
 from ..lock import check_timeout
+from ..steps import Steps, call, run
 from . import limits
 from .bell import Bell
 from .browse import Browser
@@ -102,13 +103,7 @@ class Queue:
         seconds without one (``timeout=0``: only look once). With a ``time_limit`` (or
         the queue's), a claim held longer is taken back by any consumer (attempts + 1)
         and its late ack raises ``ClaimLost``; ``task.extend()`` pushes the limit."""
-        limit = self.time_limit if time_limit is None else check_time_limit(time_limit)
-
-        def claim_one() -> list[Task]:
-            task = self._claimer.next(limit)
-            return [] if task is None else [task]
-
-        tasks = self._claim_loop(claim_one, check_timeout(timeout))
+        tasks = run(self.get_steps(None, timeout, time_limit))
         return tasks[0] if tasks else None
 
     def get_many(self, n: int, timeout: float | None = None,
@@ -117,47 +112,62 @@ class Queue:
         the backend allows (``limits.BATCH`` tasks a commit); waits up to ``timeout``
         for at least one ([] then). Each task is claimed and settled on its own terms,
         as from ``get``: never two tasks of one ordering key at once."""
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1000:
+        return run(self.get_steps(n, timeout, time_limit))
+
+    def get_steps(self, n: int | None, timeout: float | None = None,
+                  time_limit: float | None = None) -> Steps[list[Task]]:
+        """``get`` (``n`` None) or ``get_many(n)`` as steps for a driver
+        (``recipes.steps``): the tasks claimed. Upkeep, then a claim; while it finds
+        nothing, wait on the bell (and for the next delayed task) until ``timeout``."""
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int)
+                              or not 1 <= n <= 1000):
             raise InvalidArgument(f"n must be an int in [1, 1000], got {n!r}")
         limit = self.time_limit if time_limit is None else check_time_limit(time_limit)
-        return self._claim_loop(lambda: self._claimer.next_many(n, limit), check_timeout(timeout))
+        timeout = check_timeout(timeout)
 
-    def _claim_loop(self, claim: Callable[[], list[Task]], timeout: float | None) -> list[Task]:
-        """Upkeep, then ``claim``; while it finds nothing, wait on the bell (and for the
-        next delayed task) until ``timeout``."""
+        def claim() -> tuple[list[Task], bool]:
+            """The tasks claimed, and whether claims were lost to other consumers
+            (asked in the same thread: the claimer tells it per thread)."""
+            if n is None:
+                task = self._claimer.next(limit)
+                tasks = [] if task is None else [task]
+            else:
+                tasks = self._claimer.next_many(n, limit)
+            return tasks, self._claimer.raced()
+
         deadline = None if timeout is None else time.monotonic() + timeout
         raced = 0  # rounds in a row that lost every claim they tried
         while True:
             maintained = self._maintainer.due()
             if maintained:
-                self._maintainer.run()
-            tasks = claim()
+                yield call(self._maintainer.run)
+            tasks, lost = yield call(claim)
             if tasks:
                 return self._delivered(tasks)
-            raced = raced + 1 if self._claimer.raced() else 0
+            raced = raced + 1 if lost else 0
             if 0 < raced <= _RACED_ROUNDS and (deadline is None or time.monotonic() < deadline):
                 continue  # tasks are ready, others took the ones we tried: look again
             # Nothing ready: read the bell before the last look, so that a put after
             # that look rings a bell we wait on. Maintenance runs once per round: what it
             # made ready before that look, the look sees.
-            bell = self._bell.read()
+            bell = yield call(self._bell.read)
             if not maintained:
-                self._maintainer.run()
-            tasks = claim()
+                yield call(self._maintainer.run)
+            tasks, lost = yield call(claim)
             if tasks:
                 return self._delivered(tasks)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return []
-            if self._claimer.raced() and raced < _RACED_ROUNDS:
+            if lost and raced < _RACED_ROUNDS:
                 raced += 1
                 continue
             ttl = self._backend.session_ttl
             wait = ttl / 2 if remaining is None else min(remaining, ttl / 2)
-            next_due = self._maintainer.next_due()
+            next_due = yield call(self._maintainer.next_due)
             if next_due is not None:
                 wait = min(wait, max(0.01, next_due))
-            self._bell.wait(bell, wait)
+            yield self._bell.waiting(bell, wait)
             raced = 0
 
     def _delivered(self, tasks: list[Task]) -> list[Task]:

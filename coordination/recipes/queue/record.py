@@ -72,6 +72,10 @@ class TaskRecord:
         return dataclasses.replace(self, state="ready", nonce=nonce, attempts=self.attempts + 1,
                                    error=error[:ERROR_LIMIT], due=due)
 
+    def returned(self, nonce: str) -> TaskRecord:
+        """Given back undelivered: ready now, its attempts and error as they were."""
+        return dataclasses.replace(self, state="ready", nonce=nonce, due=0)
+
     def dead_lettered(self, nonce: str, error: str) -> TaskRecord:
         """Failed for the last time: kept, with its error, until requeued."""
         return dataclasses.replace(self, state="dead", nonce=nonce, attempts=self.attempts + 1,

@@ -118,6 +118,12 @@ class Task:
         claim = self._claim
         return claim.until / 1e9 if claim is not None and claim.until else None
 
+    def give_back(self) -> None:
+        """Not handled: back in the queue at once as it was claimed (no attempt
+        counted, its error kept), for a consumer that claimed it but will not run it.
+        ``ClaimLost`` if the claim is gone."""
+        self._settler.give_back(self)
+
     def extend(self, seconds: float) -> None:
         """Push this claim's time limit to ``seconds`` from now (setting one if it had
         none), for a task that takes longer. ``ClaimLost`` if the claim is gone (a task
@@ -146,10 +152,15 @@ class Task:
 
 
 def requeue(keys: QueueLayout, bell: Bell, record: TaskRecord, data: bytes, delay: float,
-            error: str, max_attempts: int) -> tuple[TaskRecord, list[Op]]:
+            error: str | None, max_attempts: int) -> tuple[TaskRecord, list[Op]]:
     """The record of a failed delivery and the ops that write it: back in the queue
-    after ``delay`` seconds, or into the dead letters once it had ``max_attempts``."""
+    after ``delay`` seconds, or into the dead letters once it had ``max_attempts``.
+    ``error`` None: given back undelivered (ready now, no attempt counted)."""
     nonce = new_nonce()
+    if error is None:
+        back = record.returned(nonce)
+        return back, [Update(keys.record(record.id), encode(back, data)),
+                      keys.index(keys.scheduled(back, time.time_ns())), bell.ring()]
     if record.attempts + 1 >= max_attempts:
         dead = record.dead_lettered(nonce, error)
         return dead, [Update(keys.record(record.id), encode(dead, data)),
@@ -250,6 +261,10 @@ class Settler:
         self._settle(task, done=False, delay=delay, error=error or "nack",
                      attempts=0 if dead else self.max_attempts)
 
+    def give_back(self, task: Task) -> None:
+        """See ``Task.give_back``."""
+        self._settle(task, done=False, error=None)
+
     def extend(self, task: Task, seconds: float) -> None:
         """See ``Task.extend``."""
         check_time_limit(seconds)
@@ -277,7 +292,7 @@ class Settler:
         task._claim = dataclasses.replace(
             claim, claim_version=self._kv.written_version(stamp, held), until=until)
 
-    def _settle(self, task: Task, done: bool, delay: float = 0.0, error: str = "",
+    def _settle(self, task: Task, done: bool, delay: float = 0.0, error: str | None = "",
                 attempts: int = 0) -> None:
         try:
             with self._backend.events.settling(task, "ack" if done else "nack"):
@@ -318,7 +333,7 @@ class Settler:
             raise ClaimLost(f"the claim on task {task.id} is lost")
         return record
 
-    def _settle_once(self, task: Task, done: bool, delay: float, error: str,
+    def _settle_once(self, task: Task, done: bool, delay: float, error: str | None,
                      max_attempts: int) -> str | None:
         """Settle ``task``; the state it was left in (done, ready, dead)."""
         claim = self._check_mine(task)
