@@ -232,12 +232,17 @@ class FakeBackend(Backend):
             token, key, data, _session, _kind = entries[0]
             return Head(key, data, token)
 
-    def next_head(self, path: str, seen: Head, timeout: float,
-                  woken: threading.Event | None = None) -> Head | None:
+    def watch_head(self, path: str, seen: Head, woken: Waker) -> Watching:
         with self.changed:
-            self.changed.wait_for(lambda: not self.head(path).same_entry(seen), timeout)
-        head = self.head(path)
-        return None if head.same_entry(seen) else head
+            if not self.head(path).same_entry(seen) or self.closed:
+                return Watching(gone=True)
+            self.changed.wakers.add(woken)
+
+        def cancel() -> None:
+            with self.changed:
+                self.changed.wakers.discard(woken)
+
+        return Watching(False, None, cancel)
 
     def contenders(self, path: str) -> list[Listed]:
         with self.changed:

@@ -10,8 +10,13 @@ run in a small pool of threads shared by the coordinator's tasks (``workers``).
 """
 
 from .client import AsyncCoordinator, connect
+from .election import AsyncElection
 from .lock import AsyncLock
 from .queue import AsyncQueue, AsyncTask
+from .recipes import AsyncCounter, AsyncRWLock, AsyncSemaphore, PermitRequest
 from .worker import AsyncWorker
 
-__all__ = ["AsyncCoordinator", "AsyncLock", "AsyncQueue", "AsyncTask", "AsyncWorker", "connect"]
+__all__ = [
+    "AsyncCoordinator", "AsyncCounter", "AsyncElection", "AsyncLock", "AsyncQueue",
+    "AsyncRWLock", "AsyncSemaphore", "AsyncTask", "AsyncWorker", "PermitRequest", "connect",
+]

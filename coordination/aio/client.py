@@ -11,11 +11,15 @@ from typing import Any
 
 from ..client import Coordinator
 from ..client import connect as connect_sync
+from ..errors import InvalidArgument
+from ..names import validate_name
 from ..recipes.queue.codec import Codec
 from ..session import SessionState
 from .driver import Driver
+from .election import AsyncElection
 from .lock import AsyncLock
 from .queue import AsyncQueue
+from .recipes import AsyncCounter, AsyncRWLock, AsyncSemaphore
 
 
 class AsyncCoordinator:
@@ -60,12 +64,38 @@ class AsyncCoordinator:
         for ``async with``. One object is one holder: create one per task."""
         lock = self._sync.lock(name, timeout, raw_prefix=raw_prefix, identifier=identifier,
                                node_style=node_style)
-        gate = None
-        if self._sync.driver.local_turns:
-            gate = self._gates.get(lock.path)
-            if gate is None:
-                gate = self._gates[lock.path] = asyncio.Lock()
-        return AsyncLock(lock, self._driver, gate)
+        return AsyncLock(lock, self._driver, self._gate(lock.path))
+
+    def _gate(self, path: str) -> asyncio.Lock | None:
+        """This coordinator's turn at the mutex entry of ``path``, where the backend
+        makes local contenders take turns (one per name while anyone holds it)."""
+        if not self._sync.driver.local_turns:
+            return None
+        gate = self._gates.get(path)
+        if gate is None:
+            gate = self._gates[path] = asyncio.Lock()
+        return gate
+
+    def counter(self, name: str) -> AsyncCounter:
+        """A named integer (see ``Coordinator.counter``)."""
+        return AsyncCounter(self._sync.counter(name), self._driver)
+
+    def rwlock(self, name: str, *, raw_prefix: bool = False) -> AsyncRWLock:
+        """A read-write lock (see ``Coordinator.rwlock``)."""
+        return AsyncRWLock(self._sync.rwlock(name, raw_prefix=raw_prefix), self._driver)
+
+    def semaphore(self, name: str, permits: int) -> AsyncSemaphore:
+        """A semaphore of ``permits`` (see ``Coordinator.semaphore``); its permits are
+        checked against the stored ones at the first ``acquire``."""
+        validate_name(name, "semaphore name")
+        if isinstance(permits, bool) or not isinstance(permits, int) or permits < 1:
+            raise InvalidArgument(f"permits must be an int >= 1, got {permits!r}")
+        return AsyncSemaphore(self._sync.driver, name, permits, self._driver)
+
+    def election(self, name: str, *, raw_prefix: bool = False) -> AsyncElection:
+        """A leader election (see ``Coordinator.election``)."""
+        return AsyncElection(self._sync.election(name, raw_prefix=raw_prefix),
+                             self._sync.driver, self._driver, self._gate)
 
     def queue(self, name: str, max_attempts: int = 5, codec: str | Codec = "bytes",
               time_limit: float | None = None) -> AsyncQueue:

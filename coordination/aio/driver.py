@@ -103,6 +103,10 @@ class Driver:
                 reply, error, cancel = await self._settle(step.fn, *step.args)
                 pending = cancel is not None
 
+    async def wait(self, step: Wait) -> bool:
+        """Run the one step ``step``: True when woken, False after its timeout."""
+        return await self._wait(step)
+
     async def _wait(self, step: Wait) -> bool:
         waker = LoopWaker(asyncio.get_running_loop())
         watching, error, cancel = await self._settle(step.arm, waker)

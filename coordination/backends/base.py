@@ -204,7 +204,6 @@ class Backend(abc.ABC):
     def head(self, path: str) -> Head:
         """The first entry under ``path`` with its value (linearizable read)."""
 
-    @abc.abstractmethod
     def next_head(self, path: str, seen: Head, timeout: float,
                   woken: threading.Event | None = None) -> Head | None:
         """Wait for the first change of the head of ``path`` after ``seen`` (its entry
@@ -214,6 +213,15 @@ class Backend(abc.ABC):
         the path while it is empty), from now: the head returned is the current one,
         never a queue of past ones, so a head that came and went within the round trip
         of that read may be skipped."""
+        wait_armed(lambda event: self.watch_head(path, seen, event), timeout, woken)
+        head = self.head(path)
+        return None if head.same_entry(seen) else head
+
+    @abc.abstractmethod
+    def watch_head(self, path: str, seen: Head, woken: Waker) -> Watching:
+        """Arm watches that call ``woken.set()`` when the head of ``path`` may have
+        changed from ``seen`` (see ``next_head``); ``gone`` if it changed already. Does
+        not wait; the caller reads the head after the wait."""
 
     @abc.abstractmethod
     def contenders(self, path: str) -> list[Listed]:

@@ -39,10 +39,12 @@ class Watching:
         return self.recheck is not None and (timeout is None or timeout > self.recheck)
 
 
-def wait_armed(arm: Callable[[Waker], Watching], timeout: float | None) -> bool:
+def wait_armed(arm: Callable[[Waker], Watching], timeout: float | None,
+               woken: threading.Event | None = None) -> bool:
     """Arm watches with ``arm(woken)`` and wait in this thread until woken (True), or
-    ``timeout`` seconds pass (False; True if cut short to look again)."""
-    woken = threading.Event()
+    ``timeout`` seconds pass (False; True if cut short to look again). ``woken``: an
+    event others may set too (a stop), else a new one."""
+    woken = woken or threading.Event()
     watching = arm(woken)
     try:
         return watching.gone or woken.wait(watching.limit(timeout)) or watching.silent(timeout)

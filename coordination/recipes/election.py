@@ -39,7 +39,10 @@ MAX_VALUE = 64 * 1024
 Callback = Callable[[bytes | None], None]
 
 
-class _Candidacy(Lock):
+class Candidacy(Lock):
+    """A candidate's entry in an election: the lock of the election's name, holding
+    the candidate's value; its hold is the leadership."""
+
     _recipe = "elections"
     _what = "election"
 
@@ -118,7 +121,7 @@ class Election:
         self._raw = raw_prefix
         self._backend = backend
         self._guard = threading.Lock()
-        self._candidacy: _Candidacy | None = None
+        self._candidacy: Candidacy | None = None
         self._campaigning = False
         self._token: int | None = None
 
@@ -161,7 +164,7 @@ class Election:
             self._candidacy = None  # a leadership lost with its session, never resigned
         won = False
         try:
-            candidacy = _Candidacy(self._backend, self.name, raw_prefix=self._raw, identifier=data)
+            candidacy = self.candidacy(data)
             won = candidacy.acquire(timeout=timeout)
         finally:
             with self._guard:
@@ -170,6 +173,12 @@ class Election:
                     self._candidacy = candidacy
                     self._token = candidacy.token
         return won
+
+    def candidacy(self, value: bytes | str) -> Candidacy:
+        """A new candidacy with ``value``, not campaigning yet (``campaign`` does that;
+        ``coordination.aio`` drives it on an event loop)."""
+        data = encode_payload(value, MAX_VALUE, "a candidate value")
+        return Candidacy(self._backend, self.name, raw_prefix=self._raw, identifier=data)
 
     def resign(self) -> None:
         """Stop leading (the next candidate in order takes over). No-op if not leading,

@@ -5,7 +5,8 @@ without a thread per waiter.
 A step is a ``Call`` (a short request to the backend: the driver sends back its result
 or throws its exception into the generator) or a ``Wait``: ``WaitDeleted`` (until one
 of some contender entries may be gone, as ``Backend.wait_deleted``) or ``WaitChanged``
-(until a key changes, as ``KeyValue.wait``); its result is True when woken (look
+(until a key changes, as ``KeyValue.wait``) or ``WaitHead`` (until a queue's head may
+have changed, as ``Backend.next_head``); its result is True when woken (look
 again), False when its timeout passed. The generator's return value is the recipe's
 result.
 """
@@ -17,7 +18,7 @@ from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeVar
 
 from ..backends.base import Backend
-from ..backends.contenders import Blocker, Contender
+from ..backends.contenders import Blocker, Contender, Head
 from ..backends.kv import Entry, KeyValue
 from ..backends.watching import Watching, wait_armed
 from ..session import Waker
@@ -73,6 +74,20 @@ class WaitChanged(Wait):
 
     def arm(self, woken: Waker) -> Watching:
         return self.kv.watch(self.key, self.seen, woken)
+
+
+@dataclasses.dataclass(frozen=True)
+class WaitHead(Wait):
+    """Until the head of the contender queue at ``path`` may have changed from
+    ``seen`` (the caller reads it again after)."""
+
+    backend: Backend
+    path: str
+    seen: Head
+    timeout: float | None
+
+    def arm(self, woken: Waker) -> Watching:
+        return self.backend.watch_head(self.path, self.seen, woken)
 
 
 Step = Call | Wait

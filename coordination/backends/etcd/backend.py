@@ -36,6 +36,8 @@ from .connection import Connection
 from .kv import EtcdKV, created
 from .leases import Leases
 
+_RETRY_WATCH = 0.1  # seconds before a look again when a watch could not be armed
+
 
 class EtcdBackend(Backend):
     name = "etcd"
@@ -224,30 +226,32 @@ class EtcdBackend(Backend):
         kv = reply.kvs[0]
         return Head(kv.key.decode(), kv.value, kv.create_revision, reply.header.revision)
 
-    def next_head(self, path: str, seen: Head, timeout: float,
-                  woken: threading.Event | None = None) -> Head | None:
+    def watch_head(self, path: str, seen: Head, woken: Waker) -> Watching:
         """Watch the head key (or the prefix while empty) from now on, then read the
         head: a change made before the watch began is seen by that read, a later one
-        wakes us. Not from ``seen``'s revision: etcd serves a watch that starts in the
-        past from a catch-up loop run every 100 ms, so an observer replaying a churn
-        fell further behind with every change, and a compaction removes that history."""
-        woken = woken or threading.Event()
+        wakes us (a watch error too). Not from ``seen``'s revision: etcd serves a watch
+        that starts in the past from a catch-up loop run every 100 ms, so an observer
+        replaying a churn fell further behind with every change, and a compaction
+        removes that history."""
         key = (seen.key or path).encode()
         range_end = None if seen.key else prefix_range_end(path.encode())
         try:
             watch_id = self.connection.watch_from_now(None, key, lambda _r: woken.set(), range_end)
         except CoordinationError:
-            woken.wait(min(timeout, 0.1))
-            return None
-        try:
-            head = self.head(path)
-            if not head.same_entry(seen):
-                return head
-            woken.wait(timeout)  # a watch error wakes us too: the read below tells
-        finally:
+            return Watching(False, _RETRY_WATCH)
+
+        def cancel() -> None:
             self.connection.cancel_watch(watch_id)
-        head = self.head(path)
-        return None if head.same_entry(seen) else head
+
+        try:
+            changed = not self.head(path).same_entry(seen)
+        except BaseException:
+            cancel()
+            raise
+        if changed:
+            cancel()
+            return Watching(gone=True)
+        return Watching(False, None, cancel)
 
     def _delete_entry(self, me: Contender) -> bool:
         # Compare the create revision: a retried release never deletes a newer key.

@@ -7,7 +7,6 @@ errors: ``connection.py``; the key-value store: ``kv.py``.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,6 +22,8 @@ from ..watching import Watching
 from . import layout, security
 from .connection import Connection, NodeMissing
 from .kv import ZooKeeperKV
+
+_RETRY_WATCH = 0.1  # seconds before a look again when a watch could not be armed
 
 
 class ZooKeeperBackend(Backend):
@@ -206,12 +207,6 @@ class ZooKeeperBackend(Backend):
             if not ordered:
                 return Head(None)
 
-    def next_head(self, path: str, seen: Head, timeout: float,
-                  woken: threading.Event | None = None) -> Head | None:
-        self._wait_head_changed(path, seen, timeout, woken or threading.Event())
-        head = self.head(path)
-        return None if head.same_entry(seen) else head
-
     def _watch_entry(self, key: str, wake: Callable[[Any], None],
                      session: Session | None = None) -> bool:
         """Watch the entry ``key`` for its deletion; False (and no watch) if it is gone.
@@ -223,28 +218,26 @@ class ZooKeeperBackend(Backend):
             return False
         return True
 
-    def _wait_head_changed(self, path: str, seen: Head, timeout: float,
-                           event: threading.Event) -> None:
+    def watch_head(self, path: str, seen: Head, woken: Waker) -> Watching:
         def wake(_event: Any) -> None:
-            event.set()
+            woken.set()
 
         try:
             if seen.key is not None:
                 if not self._watch_entry(seen.key, wake):
-                    return
+                    return Watching(gone=True)
             else:
                 try:
                     children = self._call(None, "get_children", path, watch=wake)
                 except NodeMissing:
                     if self._call(None, "exists", path, watch=wake) is not None:
-                        return
+                        return Watching(gone=True)
                     children = []
                 if any(layout.is_contender(child) for child in children):
-                    return
+                    return Watching(gone=True)
         except CoordinationError:
-            event.wait(min(timeout, 0.1))
-            return
-        event.wait(timeout)
+            return Watching(False, _RETRY_WATCH)
+        return Watching(False)  # ZooKeeper watches fire once and need no cancel
 
     def _delete_entry(self, me: Contender) -> bool:
         if me.token == layout.UNKNOWN:  # an enqueue that failed: its node, if it was created
