@@ -132,3 +132,50 @@ def test_leaders_follow_campaigns_and_resignations(url: str, connect: Any) -> No
         following.cancel()
 
     run(url, body)
+
+
+def test_a_multi_lock_takes_all_or_none(url: str, connect: Any) -> None:
+    sync_coord = connect()
+    busy = sync_coord.lock("sku-7")
+    assert busy.acquire()
+
+    async def body(coord: coordination.aio.AsyncCoordinator) -> None:
+        both = coord.multi_lock(["sku-7", "sku-1"])
+        assert both.names == ("sku-1", "sku-7")
+        assert not await both.acquire(timeout=0.3)
+        assert not both.held
+        assert contenders(coord.sync, coord.sync.lock("sku-1")) == []  # sku-1 given back
+        await asyncio.get_running_loop().run_in_executor(None, busy.release)
+        async with coord.multi_lock(["sku-1", "sku-7"], timeout=5) as held:
+            assert held.held and all(token is not None for token in held.tokens.values())
+            assert held.tokens["sku-7"] > (busy.token or 0)
+
+    run(url, body)
+
+
+def test_inventory_holds_and_records_through_the_loop(url: str, connect: Any) -> None:
+    sync_record = connect().record("order-1", {"paid": ["shipped"]})
+
+    async def body(coord: coordination.aio.AsyncCoordinator) -> None:
+        stock = coord.inventory("shop")
+        await stock.set({"sku-1": 2})
+        first, second = await asyncio.gather(stock.reserve({"sku-1": 1}), stock.reserve({"sku-1": 1}))
+        with pytest.raises(errors.OutOfStock):
+            await stock.reserve({"sku-1": 1})
+        await first.confirm()
+        await second.release()
+        assert await stock.levels("sku-1") == (1, 0, 1)
+        assert await stock.hold_state(first.id) == "confirmed"
+
+        record = coord.record("order-1", {"paid": ["shipped"]})
+        await record.create("paid")
+        shipped = asyncio.ensure_future(record.wait_for("shipped", timeout=30))
+        await asyncio.sleep(0.1)
+        assert not shipped.done()
+        await asyncio.get_running_loop().run_in_executor(None, sync_record.transition, "shipped")
+        snapshot = await shipped
+        assert snapshot is not None and snapshot.state == "shipped"
+        assert await record.wait_for("paid", timeout=0.2) is None
+        assert (await record.get()).state == "shipped"  # type: ignore[union-attr]
+
+    run(url, body)

@@ -12,11 +12,14 @@ run in a small pool of threads shared by the coordinator's tasks (``workers``).
 from .client import AsyncCoordinator, connect
 from .election import AsyncElection
 from .lock import AsyncLock
+from .multilock import AsyncMultiLock
 from .queue import AsyncQueue, AsyncTask
 from .recipes import AsyncCounter, AsyncRWLock, AsyncSemaphore, PermitRequest
+from .shop import AsyncHold, AsyncInventory, AsyncStateRecord
 from .worker import AsyncWorker
 
 __all__ = [
-    "AsyncCoordinator", "AsyncCounter", "AsyncElection", "AsyncLock", "AsyncQueue",
-    "AsyncRWLock", "AsyncSemaphore", "AsyncTask", "AsyncWorker", "PermitRequest", "connect",
+    "AsyncCoordinator", "AsyncCounter", "AsyncElection", "AsyncHold", "AsyncInventory",
+    "AsyncLock", "AsyncMultiLock", "AsyncQueue", "AsyncRWLock", "AsyncSemaphore",
+    "AsyncStateRecord", "AsyncTask", "AsyncWorker", "PermitRequest", "connect",
 ]

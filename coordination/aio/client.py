@@ -6,6 +6,7 @@ import asyncio
 import functools
 import os
 import weakref
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -18,8 +19,10 @@ from ..session import SessionState
 from .driver import Driver
 from .election import AsyncElection
 from .lock import AsyncLock
+from .multilock import AsyncMultiLock
 from .queue import AsyncQueue
 from .recipes import AsyncCounter, AsyncRWLock, AsyncSemaphore
+from .shop import AsyncInventory, AsyncStateRecord
 
 
 class AsyncCoordinator:
@@ -65,6 +68,19 @@ class AsyncCoordinator:
         lock = self._sync.lock(name, timeout, raw_prefix=raw_prefix, identifier=identifier,
                                node_style=node_style)
         return AsyncLock(lock, self._driver, self._gate(lock.path))
+
+    def multi_lock(self, names: Iterable[str], timeout: float | None = None) -> AsyncMultiLock:
+        """All the locks of ``names`` or none (see ``Coordinator.multi_lock``)."""
+        return AsyncMultiLock(self._sync.multi_lock(names, timeout), self.lock)
+
+    def inventory(self, name: str) -> AsyncInventory:
+        """Stock with all-or-none holds (see ``Coordinator.inventory``)."""
+        return AsyncInventory(self._sync.inventory(name), self._driver)
+
+    def record(self, name: str, transitions: Mapping[str, Iterable[str]],
+               history: int = 10) -> AsyncStateRecord:
+        """A state record (see ``Coordinator.record``)."""
+        return AsyncStateRecord(self._sync.record(name, transitions, history), self._driver)
 
     def _gate(self, path: str) -> asyncio.Lock | None:
         """This coordinator's turn at the mutex entry of ``path``, where the backend

@@ -38,6 +38,7 @@ from ..errors import (
 )
 from ..names import validate_name
 from .lock import check_timeout
+from .steps import Steps, WaitChanged, call, run
 
 KIND = "records"
 
@@ -127,16 +128,21 @@ class StateRecord:
     def wait_for(self, state: str, timeout: float | None = None) -> Snapshot | None:
         """Wait until the record is in ``state``; its snapshot, or None after
         ``timeout`` seconds. Watches the record's key (no polling)."""
+        return run(self.wait_for_steps(state, timeout))
+
+    def wait_for_steps(self, state: str, timeout: float | None = None) -> Steps[Snapshot | None]:
+        """``wait_for`` as steps for a driver (``recipes.steps``)."""
         self._check_state(state)
         deadline = None if (timeout := check_timeout(timeout)) is None else time.monotonic() + timeout
+        kv = self._backend.kv
         while True:
-            entry = self._backend.kv.get(self._key)
+            entry = yield call(kv.get, self._key)
             if entry is not None and (value := _parse(entry, self.name))["state"] == state:
                 return _snapshot(value, entry.stamp)
             left = 30.0 if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 return None
-            self._backend.kv.wait(self._key, entry, min(left, 30.0))
+            yield WaitChanged(kv, self._key, entry, min(left, 30.0))
 
     # --- compare-and-set -----------------------------------------------------------------
 
