@@ -62,6 +62,9 @@ class WaitDeleted(Wait):
     def arm(self, woken: Waker) -> Watching:
         return self.backend.watch_deleted(self.blockers, self.me, woken)
 
+    def run(self) -> bool:
+        return self.backend.wait_deleted(self.blockers, self.me, self.timeout)
+
 
 @dataclasses.dataclass(frozen=True)
 class WaitChanged(Wait):
@@ -70,10 +73,14 @@ class WaitChanged(Wait):
     kv: KeyValue
     key: str
     seen: Entry | None
-    timeout: float | None
+    timeout: float
 
     def arm(self, woken: Waker) -> Watching:
         return self.kv.watch(self.key, self.seen, woken)
+
+    def run(self) -> bool:
+        self.kv.wait(self.key, self.seen, self.timeout)
+        return True  # woken or not: the caller reads again
 
 
 @dataclasses.dataclass(frozen=True)
