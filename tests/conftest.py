@@ -16,11 +16,16 @@ from coordination.lab.cluster import LocalCluster
 from coordination.lab.pytest_plugin import Faults
 from coordination.lab.pytest_plugin import shared_cluster as _shared_cluster
 
+from .aio_facade import BlockingCoordinator
+
 #: Short sessions keep failure tests fast (ZooKeeper tickTime is 500 ms here).
 TTL = 2.0
 #: Contract tests that run twice: on a plaintext cluster, and over TLS with a user on a
 #: secured one (``LocalCluster(secure=True)``), the same test bodies.
 SECURED_MODULES = ("test_lock", "test_queue", "test_counter", "test_election")
+#: Contract tests that run a second time against the async API (``coordination.aio``),
+#: the same test bodies, through the sync face of ``tests/aio_facade.py`` (plaintext).
+ASYNC_MODULES = ("test_lock", "test_queue", "test_counter")
 #: Modules whose tests run on the secured cluster only.
 SECURED_ONLY_MODULES = ("test_security",)
 #: etcd simple tokens of the secured cluster expire after this many idle seconds, so the
@@ -32,11 +37,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
     if "coordination_cluster" not in metafunc.fixturenames:
         return
-    if module in SECURED_MODULES:
+    if module in SECURED_MODULES and module in ASYNC_MODULES and "api" in metafunc.fixturenames:
+        # The async API talks through the sync API's connection: over TLS once is enough.
+        metafunc.parametrize(("coordination_security", "api"),
+                             [("plain", "sync"), ("secured", "sync"), ("plain", "async")],
+                             indirect=True, scope="session")
+    elif module in SECURED_MODULES:
         metafunc.parametrize("coordination_security", ["plain", "secured"], indirect=True,
                             scope="session")
     elif module in SECURED_ONLY_MODULES:
         metafunc.parametrize("coordination_security", ["secured"], indirect=True, scope="session")
+
+
+@pytest.fixture
+def api(request: pytest.FixtureRequest) -> str:
+    """Which API the contract test's body talks to: ``sync``, or ``async`` through
+    ``tests/aio_facade.py``."""
+    return getattr(request, "param", "sync")
 
 
 @pytest.fixture(scope="session")
@@ -70,14 +87,26 @@ def url(coordination_url: str) -> str:
 
 
 @pytest.fixture
-def connect(coordination_connect: Callable[..., coordination.Coordinator]
-            ) -> Callable[..., coordination.Coordinator]:
-    return coordination_connect
+def connect(coordination_connect: Callable[..., coordination.Coordinator], url: str,
+            api: str) -> Iterator[Callable[..., Any]]:
+    if api == "sync":
+        yield coordination_connect
+        return
+    opened: list[BlockingCoordinator] = []
+
+    def _connect(to: str | None = None, **overrides: Any) -> BlockingCoordinator:
+        coord = BlockingCoordinator(to or url, **overrides)
+        opened.append(coord)
+        return coord
+
+    yield _connect
+    for coord in opened:
+        coord.shutdown()
 
 
 @pytest.fixture
-def coord(coordinator: coordination.Coordinator) -> coordination.Coordinator:
-    return coordinator
+def coord(connect: Callable[..., coordination.Coordinator]) -> coordination.Coordinator:
+    return connect()
 
 
 @pytest.fixture

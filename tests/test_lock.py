@@ -94,12 +94,12 @@ def test_waiters_are_served_in_arrival_order_and_one_is_woken(connect, backend) 
             counter["reads"] += 1
             return original(*args)
 
-        def waiting(*args, original=impl.wait_deleted, counter=counter):
-            counter["waits"] += 1
+        def waiting(*args, original=impl.watch_deleted, counter=counter):
+            counter["waits"] += 1  # every wait arms its watches here (sync and async)
             return original(*args)
 
         impl.blockers = reading  # type: ignore[method-assign]
-        impl.wait_deleted = waiting  # type: ignore[method-assign]
+        impl.watch_deleted = waiting  # type: ignore[method-assign]
         checks.append(counter)
     order: list[int] = []
     threads = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -81,6 +82,11 @@ class AsyncLock:
         if self._lost is None:
             raise NotHeld(f"lock {self.name!r} was never acquired")
         return self._lost
+
+    def on_lost(self, callback: Callable[[AsyncLock], None]) -> None:
+        """Run ``callback(lock)`` once, in the backend's thread, when a hold of this lock
+        is lost to session loss (``lost`` is the way on the loop)."""
+        self._lock.on_lost(lambda _lock: callback(self))
 
     def ensure_held(self) -> None:
         """Raise ``LockLost`` (or ``NotHeld`` if never acquired) unless held now."""

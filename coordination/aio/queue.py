@@ -134,6 +134,15 @@ class AsyncQueue:
             if task is not None:
                 yield task
 
+    async def ack(self, task: AsyncTask) -> None:
+        """See :meth:`Queue.ack` (``WrongQueue`` for another queue's task)."""
+        await self._driver.call(self._queue.ack, task.sync)
+
+    async def nack(self, task: AsyncTask, delay: float = 0.0, error: str | None = None,
+                   dead: bool = False) -> None:
+        """See :meth:`Queue.nack`."""
+        await self._driver.call(functools.partial(self._queue.nack, task.sync, delay, error, dead))
+
     async def ack_many(self, tasks: Sequence[AsyncTask]) -> list[AsyncTask]:
         """See :meth:`Queue.ack_many`: the tasks whose claims were lost."""
         by_task = {id(task.sync): task for task in tasks}
