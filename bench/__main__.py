@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from coordination.lab.cluster import LocalCluster
 
-from . import carts, costs, report, scenarios
+from . import aio, carts, costs, report, scenarios
 from .redis_server import RedisServer
 from .subjects import Servers, lock_subjects, queue_subjects
 
@@ -104,6 +104,8 @@ def plan_backend(plan: Plan, results: dict[str, Any], all_servers: Servers,
                      s, BATCH, duration, reps)))
     plan.add(f"{backend}: cart reservations, {carts.BUYERS} buyers",
              _guarded(out, "carts", lambda: carts.reservations(servers, duration, reps)))
+    plan.add(f"{backend}: asyncio against threads",
+             _guarded(out, "aio", lambda: aio.compare(servers, duration, reps)))
     plan.add(f"{backend}: metrics and tracing overhead",
              _guarded(out, "metrics", lambda: costs.metrics_cost(servers, duration, reps)))
 

@@ -153,6 +153,37 @@ def _cart_table(cart_rows: Any) -> list[str]:
     return out
 
 
+def _aio_table(rows: Any) -> list[str]:
+    """asyncio against threads (``bench/aio.py``): one coordinator, same run."""
+    if not isinstance(rows, dict):
+        return []
+    if "error" in rows:
+        return ["", f"- asyncio against threads not measured: {rows['error']}"]
+    out = ["", "| one coordinator, same run, alternating | threads (sync API) | asyncio | "
+           "asyncio / threads |", "|---|---|---|---|"]
+    for n in ("32", "256"):
+        row = rows.get(n, {})
+        threads, tasks = row.get("threads", {}), row.get("asyncio", {})
+        out += [f"| lock, {n} contenders: cycles/s | {_spread(threads)} | {_spread(tasks)} | "
+                f"{_ratio(_rate(tasks), _rate(threads))} |",
+                f"| lock, {n} contenders: hand-off p99 (ms) | "
+                f"{_fmt(threads.get('handoff_p99_ms', math.nan), 1)} | "
+                f"{_fmt(tasks.get('handoff_p99_ms', math.nan), 1)} | |",
+                f"| lock, {n} contenders: threads, resident MB (highest) | "
+                f"{threads.get('threads', '-')}, {_fmt(threads.get('rss_mb', math.nan))} | "
+                f"{tasks.get('threads', '-')}, {_fmt(tasks.get('rss_mb', math.nan))} | |"]
+    flow = rows.get("8x8", {})
+    threads = flow.get("threads", {})
+    for api in ("asyncio", "asyncio, 16 workers"):
+        tasks = flow.get(api, {})
+        out.append(f"| queue 8x8 get+ack/s ({api}) | {_spread(threads)} | {_spread(tasks)} | "
+                   f"{_ratio(_rate(tasks), _rate(threads))} |")
+    out.append(f"| queue 8x8: threads, resident MB (highest) | {threads.get('threads', '-')}, "
+               f"{_fmt(threads.get('rss_mb', math.nan))} | {flow.get('asyncio', {}).get('threads', '-')}"
+               f", {_fmt(flow.get('asyncio', {}).get('rss_mb', math.nan))} | |")
+    return out
+
+
 def _noise(ours: Any, theirs: Any) -> str:
     """`` (ranges overlap)`` when the two figures' min-max ranges overlap: their ratio
     is then within the noise of the run."""
@@ -219,6 +250,7 @@ def markdown(doc: Doc) -> str:
         elif isinstance(tls, dict):
             out += ["", f"- over TLS + auth not measured: {tls['error']}"]
         out += _cart_table(data.get("carts"))
+        out += _aio_table(data.get("aio"))
         if data["depth"]:
             out += ["", "| waiting tasks | get p50 (ms) | get p99 (ms) | fill time (s) |",
                     "|---|---|---|---|"]

@@ -84,6 +84,10 @@ class Driver:
                         await self._settle(run, undone)
                     raise cancel from None
                 return stop.value
+            except BaseException as exc:
+                if cancel is not None and exc is not cancel:
+                    raise cancel from exc  # the caller was cancelled: that comes first
+                raise
             reply, error = None, None
             if pending:  # the cancel comes in here, where the recipe cleans up
                 pending, error = False, cancel
@@ -111,7 +115,7 @@ class Driver:
         waker = LoopWaker(asyncio.get_running_loop())
         watching, error, cancel = await self._settle(step.arm, waker)
         if error is not None:
-            raise error
+            raise cancel or error
         try:
             if cancel is not None:
                 raise cancel
