@@ -225,13 +225,14 @@ class _Run:
 
 def run_lock_scenario(cluster: LocalCluster, name: str, faults: Sequence[Fault], workdir: Path,
                       ttl: float = 2.0, workers: int = 3, fenced: bool = True,
-                      hold: float = 0.02, seed: int = 0) -> Verdict:
-    """Buyers take one lock and decrement one SKU in the inventory; see module doc."""
+                      hold: float = 0.02, seed: int = 0, aio: bool = False) -> Verdict:
+    """Buyers take one lock and decrement one SKU in the inventory; see module doc.
+    ``aio``: the buyers use ``coordination.aio``."""
     run = _Run(cluster, workdir, ttl, seed)
     db = workdir / "inventory.sqlite"
     inventory = Inventory(db, fenced=fenced)
     inventory.create("sku-1", STOCK)
-    extra = ["--hold", str(hold)] + ([] if fenced else ["--unfenced"])
+    extra = ["--hold", str(hold)] + ([] if fenced else ["--unfenced"]) + (["--aio"] if aio else [])
     for i in range(workers):
         run.spawn("lock", f"buyer{i}", ["sku-1", str(db)], extra)
     done = run.inject(faults, "write")
@@ -338,11 +339,12 @@ def _orphans(cluster: LocalCluster, namespace: str, ttl: float,
 def run_queue_scenario(cluster: LocalCluster, name: str, faults: Sequence[Fault], workdir: Path,
                        ttl: float = 2.0, producers: int = 2, consumers: int = 3,
                        count: int = 60, seed: int = 0, threads: int = 3,
-                       nack: float = 0.1) -> Verdict:
+                       nack: float = 0.1, aio: bool = False) -> Verdict:
     """Producers put keyed and plain tasks with their own ids; consumer processes of
     ``threads`` threads each, sharing one coordinator, ack them (and nack a ``nack``
     fraction of the claims): the even ones by hand-written ``get`` loops, the odd ones
-    through the library's worker loop claiming batches of 4."""
+    through the library's worker loop claiming batches of 4. ``aio``: the consumers use
+    ``coordination.aio`` (tasks instead of threads, the async worker)."""
     run = _Run(cluster, workdir, ttl, seed)  # the links and namespace; the workers are ours
     proxies, namespace, url = run.proxies, run.namespace, run.url
     put_logs = [workdir / f"producer{i}.jsonl" for i in range(producers)]
@@ -353,7 +355,7 @@ def run_queue_scenario(cluster: LocalCluster, name: str, faults: Sequence[Fault]
     def consumer(history: Path) -> subprocess.Popen[bytes]:
         batch = "4" if histories.index(history) % 2 else "0"
         return _spawn(["consume", url, "orders", str(history), "--threads", str(threads),
-                       "--nack", str(nack), "--batch", batch])
+                       "--nack", str(nack), "--batch", batch] + (["--aio"] if aio else []))
 
     workers = [consumer(h) for h in histories]
     ctx = Context(cluster, proxies, ttl, workers, histories, random.Random(seed))

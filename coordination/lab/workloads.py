@@ -374,6 +374,7 @@ def main(argv: list[str] | None = None) -> None:
     lock.add_argument("--hold", type=float, default=0.005)
     lock.add_argument("--timeout", type=float, default=1.0)
     lock.add_argument("--unfenced", action="store_true")
+    lock.add_argument("--aio", action="store_true", help="on coordination.aio (aio_workloads)")
     produce = sub.add_parser("produce")
     for name in ("url", "queue", "out"):
         produce.add_argument(name)
@@ -387,6 +388,7 @@ def main(argv: list[str] | None = None) -> None:
     consume.add_argument("--nack", type=float, default=0.0, help="fraction of claims nacked")
     consume.add_argument("--batch", type=int, default=0,
                          help="run the library's worker loop, claiming this many at a time")
+    consume.add_argument("--aio", action="store_true", help="on coordination.aio (aio_workloads)")
     shop = sub.add_parser("shop")
     for name in ("url", "name", "out"):
         shop.add_argument(name)
@@ -400,12 +402,16 @@ def main(argv: list[str] | None = None) -> None:
         recipe.add_argument("--timeout", type=float, default=1.0)
         recipe.add_argument("--permits", type=int, default=2)
     args = parser.parse_args(argv)
-    from .shop import run_shop  # its own module; it builds on Recorder
+    from . import aio_workloads  # their own modules; they build on Recorder
+    from .shop import run_shop
 
+    runs = {"lock": run_lock, "produce": run_produce, "consume": run_consume,
+            "semaphore": run_semaphore, "elect": run_elect, "count": run_count,
+            "shop": run_shop}
+    if getattr(args, "aio", False):
+        runs.update(lock=aio_workloads.run_lock, consume=aio_workloads.run_consume)
     try:
-        {"lock": run_lock, "produce": run_produce, "consume": run_consume,
-         "semaphore": run_semaphore, "elect": run_elect, "count": run_count,
-         "shop": run_shop}[args.kind](args)
+        runs[args.kind](args)
     except CoordinationError:
         raise
     except Exception:
