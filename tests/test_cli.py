@@ -462,6 +462,23 @@ def test_flash_sale_demo_on_a_configured_cluster(cli: Run, url: str, tmp_path: P
     assert "OK: all 7 invariants held" in proc.stdout
 
 
+def test_flash_sale_demo_with_async_buyers(cli: Run, url: str) -> None:
+    """``--async``: the buyers check out carts on ``coordination.aio``; the same verdict."""
+    proc = cli("demo", "flash-sale", "--url", url.split("?")[0] + "-async", "--stock", "12",
+               "--skus", "3", "--buyers", "3", "--workers", "2", "--duration", "0",
+               "--no-chaos", "--async", timeout=120)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "Traceback" not in out + proc.stderr
+    assert "OK: all 8 invariants held" in out
+    flat = re.sub(r"[\s│┃]+", " ", out)
+    carts = re.search(r"12 sold in (\d+) carts, (\d+) orders completed", flat)
+    assert carts and carts.group(1) == carts.group(2), out
+    bad = cli("demo", "flash-sale", "--url", url, "--async", "--stock-store", "counter",
+              timeout=60)
+    assert bad.returncode != 0 and "cart" in bad.stdout + bad.stderr
+
+
 def test_module_and_console_script_agree() -> None:
     from coordination.cli import cli as group
 

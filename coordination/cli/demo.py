@@ -45,6 +45,8 @@ def demo() -> None:
                    "buyers and workers during the sale.")
 @click.option("--duration", type=click.FloatRange(0, 3600), default=20.0, show_default=True,
               metavar="S", help="Pace the buyers to sell out in about S seconds (0: flat out).")
+@click.option("--async", "use_async", is_flag=True,
+              help="Run the buyers on the asyncio API (coordination.aio); cart stock only.")
 @click.option("--stock-store", type=click.Choice(["cart", "counter", "fenced"]), default="cart",
               show_default=True,
               help="cart: buyers reserve carts of 1-3 SKUs in the inventory recipe and "
@@ -57,7 +59,7 @@ def demo() -> None:
 @connection_options
 def flash_sale(conn: Connection, backend: str | None, stock: int, skus: int, buyers: int,
                workers: int, chaos: bool, duration: float, stock_store: str,
-               secure: bool) -> int:
+               use_async: bool, secure: bool) -> int:
     """An e-commerce flash sale under chaos, ending with a verdict on its invariants.
 
     Buyer processes race for the stock (by default reserving carts of 1-3 SKUs in the
@@ -65,7 +67,8 @@ def flash_sale(conn: Connection, backend: str | None, stock: int, skus: int, buy
     counter an atomic counter per SKU; with --stock-store fenced under per-SKU locks, in
     a fencing-token-checked store), order workers move each order's state machine
     through its steps (created, paid, shipped) from the work queue in order, and a
-    chaos monkey kills nodes and processes meanwhile. Exit
+    chaos monkey kills nodes and processes meanwhile. --async: the buyers use the
+    asyncio API (coordination.aio). Exit
     code 0 only if every invariant held. Without a configuration (--url, --config,
     $COORDINATION_CONFIG, ./coordination.toml) it starts a local 3-node cluster and
     stops it at the end; with one, node faults need the cluster to be one that
@@ -104,7 +107,8 @@ def flash_sale(conn: Connection, backend: str | None, stock: int, skus: int, buy
     os.environ.update(config.secret_environment())  # for the buyers and workers we start
     try:
         settings = Settings(url=url, stock=stock, skus=skus, buyers=buyers, workers=workers,
-                            chaos=chaos, duration=duration, stock_store=stock_store)
+                            chaos=chaos, duration=duration, stock_store=stock_store,
+                            use_async=use_async)
     except ValueError as exc:
         raise Failure(str(exc)) from None
     view = _View(out, settings.stock)

@@ -20,6 +20,7 @@ gone.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import random
@@ -39,7 +40,7 @@ from coordination.errors import (
     UncertainOutcome,
 )
 
-from . import failover, orders, store
+from . import async_buyer, failover, orders, store
 from .cart import CartStock
 from .settings import MAX_ATTEMPTS, STOCK_STORES, inventory_name, lock_name, queue_name
 from .stock import CounterStock, make_stock, take_one
@@ -80,6 +81,9 @@ def _orphaned(parent: int) -> bool:
 
 
 def buyer_main(args: argparse.Namespace) -> None:
+    if args.use_async:
+        asyncio.run(async_buyer.buy(args, _log, _unexpected))
+        return
     parent = os.getppid()
     freeze = threading.Event()  # set by SIGUSR1: freeze (holding the next lock if fenced)
     signal.signal(signal.SIGUSR1, lambda *_: freeze.set())
@@ -219,6 +223,8 @@ def child_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slot", type=int, required=True)
     parser.add_argument("--think", type=float, default=0.0, help="mean pause between purchases")
     parser.add_argument("--stock-store", choices=STOCK_STORES, default="cart")
+    parser.add_argument("--async", dest="use_async", action="store_true",
+                        help="a buyer on coordination.aio (cart stock only)")
     args = parser.parse_args(argv)
     (buyer_main if args.role == "buyer" else worker_main)(args)
 

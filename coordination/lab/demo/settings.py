@@ -58,6 +58,8 @@ class Settings:
     #: "cart" (carts reserved in the inventory recipe), "counter" (atomic counters) or
     #: "fenced" (SKU locks + fenced SQLite store).
     stock_store: str = "cart"
+    #: Buyers on ``coordination.aio`` (cart stock only).
+    use_async: bool = False
 
     def __post_init__(self) -> None:
         for name in ("stock", "skus", "buyers", "workers"):
@@ -69,6 +71,8 @@ class Settings:
             raise ValueError("duration must be >= 0 seconds")
         if self.stock_store not in STOCK_STORES:
             raise ValueError(f"stock_store must be one of {', '.join(STOCK_STORES)}")
+        if self.use_async and self.stock_store != "cart":
+            raise ValueError("async buyers buy carts: use the cart stock store")
 
     @property
     def fenced(self) -> bool:

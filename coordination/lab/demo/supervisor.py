@@ -58,7 +58,8 @@ class Supervisor:
         proc = spawn_module(
             CHILD_MODULE,
             [role, "--url", s.url, "--db", str(self.db_path), "--run", self.run,
-             "--slot", str(slot), "--think", f"{think:.4f}", "--stock-store", s.stock_store],
+             "--slot", str(slot), "--think", f"{think:.4f}", "--stock-store", s.stock_store]
+            + (["--async"] if role == "buyer" and s.use_async else []),
             log=self.log_path(role, slot), cwd=None, own_session=True)
         child = Child(role, slot, proc)
         with self._guard:
