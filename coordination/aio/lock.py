@@ -167,14 +167,14 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 async def _take(gate: asyncio.Lock, timeout: float | None) -> bool:
     """Take ``gate`` within ``timeout`` seconds (None: however long); False if not."""
-    if timeout is None or not gate.locked():
+    if timeout is None:
         await gate.acquire()
         return True
-    if timeout <= 0:
-        return False
     taking = asyncio.ensure_future(gate.acquire())
     try:
-        await asyncio.wait({taking}, timeout=timeout)
+        await asyncio.sleep(0)  # a free gate is taken in the task's first step
+        if not taking.done() and timeout > 0:
+            await asyncio.wait({taking}, timeout=timeout)
     except BaseException:
         _drop(taking, gate)
         raise
