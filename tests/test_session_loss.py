@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import uuid
 
+import grpc
 import pytest
 from kazoo.client import KazooClient
 
@@ -35,7 +36,13 @@ def expire_session(coord: coordination.Coordinator, session: Session | None = No
         twin.stop()  # closing the twin closes the shared session on the server
         twin.close()
     else:
-        backend.connection.client.revoke_lease(session.id)  # type: ignore[attr-defined]
+        try:
+            backend.connection.client.revoke_lease(session.id)  # type: ignore[attr-defined]
+        except grpc.RpcError as exc:
+            # Revoked already: the backend ends on the server a session it found past
+            # its local deadline (tests that set that deadline race it here).
+            if exc.code() != grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+                raise
 
 
 def test_lost_session_is_noticed_and_lock_passes_on(connect, caplog) -> None:
