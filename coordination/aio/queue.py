@@ -67,7 +67,7 @@ class AsyncTask:
                         tb: TracebackType | None) -> None:
         if exc_type is None:
             await self.ack()
-        elif not self._task._settled:
+        elif not self._task.settled:
             await self.nack(error=f"{exc_type.__name__}: {exc}")
 
 

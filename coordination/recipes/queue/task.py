@@ -118,6 +118,11 @@ class Task:
         claim = self._claim
         return claim.until / 1e9 if claim is not None and claim.until else None
 
+    @property
+    def settled(self) -> bool:
+        """Whether this delivery was acked, nacked or given back through this object."""
+        return self._settled
+
     def give_back(self) -> None:
         """Not handled: back in the queue at once as it was claimed (no attempt
         counted, its error kept), for a consumer that claimed it but will not run it.
